@@ -1,0 +1,69 @@
+# workbench: `make demo` sets everything up and runs the demo; `make test` runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+VENVS := .venvs
+UV := $(VENVS)/tools/bin/uv
+LAB := $(VENVS)/lab/bin
+EXTRAS := lab airflow flink
+PYTEST_ARGS ?=
+
+export UV_PYTHON_DOWNLOADS := never
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export BENTOML_DO_NOT_TRACK ?= true
+
+.PHONY: help envs jars up down status demo test check lint typecheck pytest clean
+
+help:
+	@echo "make demo    set up everything (uv, environments, jars), start the stack, run the demo"
+	@echo "make test    lint, type checks and the whole test suite (starts its own services)"
+	@echo "make up / make down / make status   the local stack"
+	@echo "make envs    sync the lab, airflow and flink environments from uv.lock"
+	@echo "make jars    fetch the Kafka broker and Flink connector from Maven Central"
+
+# uv itself comes from PyPI, pinned, into a tools environment of its own.
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENVS)/tools
+	$(VENVS)/tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# One environment per extra, all from the same lock.
+$(VENVS)/%/.synced: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENVS)/$* $(UV) sync --frozen --extra $* --python $(PYTHON) --quiet
+	@touch $@
+
+envs: $(foreach extra,$(EXTRAS),$(VENVS)/$(extra)/.synced)
+
+jars: $(VENVS)/lab/.synced
+	$(LAB)/wb jars
+
+up: envs jars
+	$(LAB)/wb up
+
+down:
+	@if [ -x $(LAB)/wb ]; then $(LAB)/wb down; else echo "nothing to stop"; fi
+
+status: $(VENVS)/lab/.synced
+	$(LAB)/wb status
+
+demo: up
+	$(LAB)/wb demo
+
+lint: $(VENVS)/lab/.synced
+	$(LAB)/ruff check .
+	$(LAB)/ruff format --check .
+
+typecheck: $(VENVS)/lab/.synced
+	$(LAB)/mypy
+
+pytest: envs
+	$(LAB)/python -m pytest $(PYTEST_ARGS)
+
+check: lint typecheck
+
+test: envs jars check pytest
+
+clean: down
+	rm -rf $(VENVS) images/target

@@ -1,0 +1,165 @@
+"""The ``wb`` command: the local stack and the everyday actions, from a shell."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from workbench.errors import WorkbenchError
+from workbench.settings import apply_telemetry_policy
+from workbench.settings import settings as read_settings
+
+# Wide enough for paths when the output is a pipe or a log rather than a terminal.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    # A WorkbenchError is a message for the user, not a traceback.
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except WorkbenchError as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+def main(verbose: bool) -> None:
+    """workbench: train, register, serve and stream fraud and credit models."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=errors, show_path=False, show_time=False)],
+    )
+    logging.getLogger("workbench").setLevel(logging.DEBUG if verbose else logging.INFO)
+    apply_telemetry_policy()
+
+
+@main.command()
+@click.argument("services", nargs=-1)
+@_report_errors
+def up(services: tuple[str, ...]) -> None:
+    """Start the local stack (or the named SERVICES) and wait until healthy."""
+    from workbench import stack
+
+    statuses = stack.up(services or None)
+    _print_statuses(statuses)
+
+
+@main.command()
+@click.argument("services", nargs=-1)
+@_report_errors
+def down(services: tuple[str, ...]) -> None:
+    """Stop the local stack (or the named SERVICES)."""
+    from workbench import stack
+
+    stopped = stack.down(services or None)
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_report_errors
+def status(as_json: bool) -> None:
+    """Show each service (state, pid, address, health, log) and the settings."""
+    from workbench import stack
+
+    current = read_settings()
+    statuses = stack.status(current)
+    if as_json:
+        payload = {
+            "services": {s.name: s.to_dict() for s in statuses},
+            "settings": current.public(),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    _print_statuses(statuses)
+    table = Table("setting", "value", title="settings (WORKBENCH_*)", title_justify="left")
+    for name, value in current.public().items():
+        table.add_row(f"WORKBENCH_{name.upper()}", value)
+    console.print(table)
+
+
+def _print_statuses(statuses: list[Any]) -> None:
+    table = Table("service", "state", "healthy", "pid", "address", "log", "detail")
+    colours = {"up": "green", "down": "red", "starting": "yellow"}
+    for s in statuses:
+        colour = colours.get(s.state, "cyan")
+        table.add_row(
+            s.name,
+            f"[{colour}]{s.state}[/]",
+            "yes" if s.healthy else "no",
+            str(s.pid or ""),
+            s.address,
+            s.log,
+            s.detail,
+        )
+    console.print(table)
+
+
+@main.command()
+@click.argument("service")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines to show.")
+@_report_errors
+def logs(service: str, follow: bool, lines: int) -> None:
+    """Print the log of SERVICE."""
+    from workbench import stack
+
+    try:
+        for line in stack.logs(service, lines=lines, follow=follow):
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Fetch again even if the jars are there.")
+@_report_errors
+def jars(force: bool) -> None:
+    """Fetch the Kafka broker and Flink connector jars from Maven Central."""
+    from workbench import jvm
+
+    current = read_settings()
+    jvm.check_java()
+    target = jvm.fetch_jars(current, force=force)
+    console.print(f"JVM artifacts in {target}")
+
+
+@main.command()
+@_report_errors
+def topics() -> None:
+    """List Kafka topics with partitions and message counts."""
+    from workbench import events
+
+    table = Table("topic", "partitions", "messages")
+    for info in events.topic_info():
+        table.add_row(info.name, str(info.partitions), str(info.messages))
+    console.print(table)
+
+
+@main.command()
+@_report_errors
+def demo() -> None:
+    """Run the demo against the running stack and print where everything is."""
+    from workbench import demo as demo_module
+
+    demo_module.run(console)
+
+
+if __name__ == "__main__":
+    main()
