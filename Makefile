@@ -34,7 +34,12 @@ $(VENVS)/%/.synced: pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENVS)/$* $(UV) sync --frozen --extra $* --python $(PYTHON) --quiet
 	@touch $@
 
-envs: $(foreach extra,$(EXTRAS),$(VENVS)/$(extra)/.synced)
+# The lab environment's kernel, under a name the notebooks use and Papermill finds.
+$(VENVS)/lab/.kernel: $(VENVS)/lab/.synced
+	$(LAB)/python -m ipykernel install --sys-prefix --name workbench --display-name "workbench (lab)" >/dev/null
+	@touch $@
+
+envs: $(foreach extra,$(EXTRAS),$(VENVS)/$(extra)/.synced) $(VENVS)/lab/.kernel
 
 jars: $(VENVS)/lab/.synced
 	$(LAB)/wb jars

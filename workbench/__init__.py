@@ -26,31 +26,65 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MissingDependency",
+    "NotebookFailed",
+    "PromotionRefused",
     "ServiceError",
     "ServiceUnavailable",
     "Settings",
+    "Version",
     "WorkbenchError",
+    "classifier",
+    "datasets",
+    "experiment",
+    "features",
+    "log_model",
+    "models",
+    "promote",
     "publish",
+    "run_notebook",
     "settings",
     "tail",
     "topics",
 ]
 
 # Imported on first use, so `import workbench` stays light in every environment.
-_LAZY = {
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "NotebookFailed": ("workbench.notebooks", "NotebookFailed"),
+    "PromotionRefused": ("workbench.tracking", "PromotionRefused"),
+    "Version": ("workbench.tracking", "Version"),
+    "classifier": ("workbench.modeling", "classifier"),
+    "datasets": ("workbench.datasets", None),
+    "experiment": ("workbench.tracking", "experiment"),
+    "features": ("workbench.features", None),
+    "log_model": ("workbench.tracking", "log_model"),
+    "models": ("workbench.tracking", "models"),
+    "promote": ("workbench.tracking", "promote"),
+    "run_notebook": ("workbench.notebooks", "run_notebook"),
     "publish": ("workbench.events", "publish"),
     "tail": ("workbench.events", "tail"),
     "topics": ("workbench.events", "topics"),
 }
 
 if TYPE_CHECKING:
+    from workbench import datasets, features
     from workbench.events import publish, tail, topics
+    from workbench.modeling import classifier
+    from workbench.notebooks import NotebookFailed, run_notebook
+    from workbench.tracking import (
+        PromotionRefused,
+        Version,
+        experiment,
+        log_model,
+        models,
+        promote,
+    )
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module, attribute = _LAZY[name]
-        value = getattr(importlib.import_module(module), attribute)
+        imported = importlib.import_module(module)
+        value = imported if attribute is None else getattr(imported, attribute)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -129,8 +129,12 @@ MLFLOW = Service(
     addresses=lambda s: [_url_address(s.mlflow_tracking_uri, "WORKBENCH_MLFLOW_TRACKING_URI")],
     healthy=lambda s: _http_ok(f"{s.mlflow_tracking_uri}/health"),
     prepare=_mlflow_prepare,
-    # `mlflow server` looks for uvicorn on PATH.
-    environment=lambda s: {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
+    environment=lambda s: {
+        # `mlflow server` looks for uvicorn on PATH.
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        # The GenAI job runner adds eight worker processes workbench has no use for.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    },
     remote=lambda s: _remote_url(s.mlflow_tracking_uri, "WORKBENCH_MLFLOW_TRACKING_URI"),
 )
 
