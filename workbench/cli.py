@@ -152,6 +152,38 @@ def topics() -> None:
     console.print(table)
 
 
+@main.command("run")
+@click.argument("notebook")
+@click.option(
+    "-p",
+    "--parameter",
+    "parameters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter for the notebook's parameters cell (repeatable); VALUE is read as JSON "
+    "when it parses, else as a string.",
+)
+@click.option("-o", "--output", type=click.Path(), help="Where to write the output notebook.")
+@_report_errors
+def run_notebook(notebook: str, parameters: tuple[str, ...], output: str | None) -> None:
+    """Run NOTEBOOK (a path, or a name in notebooks/) with Papermill."""
+    from workbench import notebooks
+
+    values = dict(_parameter(p) for p in parameters)
+    finished = notebooks.run_notebook(notebook, values, output)
+    console.print(f"{finished.notebook.name} finished; output notebook: {finished.output}")
+
+
+def _parameter(text: str) -> tuple[str, Any]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 @main.command()
 @_report_errors
 def demo() -> None:

@@ -48,11 +48,42 @@ def run(console: Console) -> None:
         raise RuntimeError(f"events published to {SMOKE_TOPIC} did not come back: {missing}")
     console.print(f"published {len(sent)} events to {SMOKE_TOPIC!r} and read them back")
 
+    # Models: train and register both use cases once; later runs reuse them.
+    for notebook, name in (("train_card_fraud", "card-fraud"), ("train_credit", "credit")):
+        _train_once(console, notebook, name)
+
     table = Table("service", "state", "address", "log", title="where everything is")
     for service in stack.status(settings):
         table.add_row(service.name, service.state, service.address, service.log)
     console.print(table)
     console.print(f"MLflow UI: {settings.mlflow_tracking_uri}   workbench home: {settings.home}")
+
+
+def _train_once(console: Console, notebook: str, name: str) -> None:
+    from workbench import notebooks
+    from workbench.errors import DataError
+
+    try:
+        versions = tracking.models(name)
+    except DataError:
+        console.print(f"training {name} with notebooks/{notebook}.ipynb (Papermill) ...")
+        run = notebooks.run_notebook(notebook)
+        console.print(f"  output notebook: {run.output}")
+        versions = tracking.models(name)
+    if "champion" not in " ".join(versions["aliases"]):
+        tracking.promote(name, int(versions.loc[0, "version"]))
+        versions = tracking.models(name)
+    table = Table("version", "aliases", "auc", "gini", "ks", "created", title=f"model {name}")
+    for row in versions.head(5).itertuples():
+        table.add_row(
+            str(row.version),
+            row.aliases,
+            f"{row.auc:.4f}",
+            f"{row.gini:.4f}",
+            f"{row.ks:.4f}",
+            str(row.created)[:19],
+        )
+    console.print(table)
 
 
 def _log_smoke_run(settings: object) -> tuple[str, str]:
