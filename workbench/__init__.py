@@ -35,12 +35,14 @@ __all__ = [
     "WorkbenchError",
     "classifier",
     "datasets",
+    "deploy",
     "experiment",
     "features",
     "log_model",
     "models",
     "promote",
     "publish",
+    "rollback",
     "run_notebook",
     "settings",
     "tail",
@@ -54,6 +56,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Version": ("workbench.tracking", "Version"),
     "classifier": ("workbench.modeling", "classifier"),
     "datasets": ("workbench.datasets", None),
+    "deploy": ("workbench.serving", "deploy"),
+    "rollback": ("workbench.serving", "rollback"),
     "experiment": ("workbench.tracking", "experiment"),
     "features": ("workbench.features", None),
     "log_model": ("workbench.tracking", "log_model"),
@@ -70,6 +74,7 @@ if TYPE_CHECKING:
     from workbench.events import publish, tail, topics
     from workbench.modeling import classifier
     from workbench.notebooks import NotebookFailed, run_notebook
+    from workbench.serving import deploy, rollback
     from workbench.tracking import (
         PromotionRefused,
         Version,

@@ -152,6 +152,31 @@ def topics() -> None:
     console.print(table)
 
 
+@main.command()
+@click.argument("name")
+@click.option("--alias", default="champion", show_default=True, help="The alias to serve.")
+@_report_errors
+def deploy(name: str, alias: str) -> None:
+    """Serve the registered model NAME@ALIAS locally and wait until it answers."""
+    from workbench import serving
+
+    handle = serving.deploy(name, alias)
+    console.print(f"{name}@{alias} version {handle.version} serves at {handle.url}/score")
+
+
+@main.command()
+@click.argument("name")
+@_report_errors
+def rollback(name: str) -> None:
+    """Move NAME's champion back to the previous version; its service follows."""
+    from workbench import serving, tracking
+
+    handle = serving.rollback(name)
+    current = tracking.client().get_model_version_by_alias(name, "champion").version
+    where = f", served at {handle.url}" if handle else ""
+    console.print(f"{name}: champion is version {current} again{where}")
+
+
 @main.command("run")
 @click.argument("notebook")
 @click.option(

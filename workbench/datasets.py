@@ -161,23 +161,40 @@ _MCC_ATM = len(_MCC_TABLE) - 1
 _TEST_MCCS = np.flatnonzero(np.isin(_MCC_CODES, ["5816", "5999"]))
 _HIGH_RISK_MCCS = np.flatnonzero(np.isin(_MCC_CODES, ["5732", "5944", "4829", "5816"]))
 
-# Relative activity by hour of day (UTC): legitimate spending follows the day, fraud
-# leans to the night.
+# Relative activity by hour of day (UTC): legitimate spending follows the day; the loud
+# kinds of fraud are spread more evenly, so they lean to the night only in relative terms.
 # fmt: off
 _LEGIT_BY_HOUR = np.array([
-    0.20, 0.12, 0.08, 0.06, 0.06, 0.10, 0.30, 0.60, 0.90, 1.00, 1.10, 1.20,
-    1.40, 1.30, 1.10, 1.10, 1.20, 1.40, 1.50, 1.40, 1.20, 1.00, 0.70, 0.40,
+    0.30, 0.18, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60, 0.90, 1.00, 1.10, 1.20,
+    1.40, 1.30, 1.10, 1.10, 1.20, 1.40, 1.50, 1.40, 1.20, 1.00, 0.75, 0.50,
 ])
 # fmt: on
-_FRAUD_BY_HOUR = np.array([1.5] * 6 + [0.7] * 3 + [0.6] * 9 + [0.8] * 4 + [1.2] * 2)
+_FRAUD_BY_HOUR = np.array([0.9] * 6 + [0.6] * 3 + [0.9] * 9 + [1.0] * 4 + [1.0] * 2)
 
 _FAVOURITES = 7
 _FAVOURITE_CDF = np.cumsum(1 / np.arange(1, _FAVOURITES + 1)) / np.sum(
     1 / np.arange(1, _FAVOURITES + 1)
 )
-_P_ATM, _P_TRAVEL, _P_FAVOURITE = 0.04, 0.03, 0.85
-_P_TEST_BURST = 0.6
-_MEAN_EPISODE_ROWS = _P_TEST_BURST * 3.5 + 2.0
+
+# Legitimate habits, and the noise around them.
+_P_ATM, _P_FAVOURITE = 0.04, 0.80
+_P_TRIP, _TRIP_DAYS = 0.30, (2.0, 12.0)
+_P_CROSS_BORDER = 0.01
+_P_SESSION, _SESSION_GAP_SECONDS = 0.08, 900.0
+_P_SPLURGE = 0.012
+_BIG_TICKET_MCCS = np.flatnonzero(np.isin(_MCC_CODES, ["5732", "5944", "7011", "4511"]))
+
+# Fraud episodes: a share of fraud rows is quiet, the rest is loud and shows each
+# pattern only in part.
+_QUIET_SHARE = 0.10
+_QUIET_MEAN_ROWS = 1.5
+_P_TEST_BURST = 0.35
+_LOUD_MEAN_ROWS = _P_TEST_BURST * 3.5 + 2.0
+_P_ABROAD = 0.45
+_P_RISKY_MERCHANT = 0.5
+_P_FAMILIAR = 0.25
+_P_LARGE = 0.6
+_LARGE_TIMES = (4.0, 25.0)
 
 _EMPLOYMENT = np.array(["employed", "self_employed", "unemployed", "retired", "student"])
 _EMPLOYMENT_P = np.array([0.62, 0.12, 0.06, 0.12, 0.08])
@@ -408,11 +425,18 @@ class _World:
     activity_cdf: np.ndarray
     favourites: np.ndarray
     usual_atm: np.ndarray
+    trip_start: np.ndarray
+    trip_end: np.ndarray
+    trip_country: np.ndarray
     merchant_ids: ExtensionArray
     merchant_mccs: ExtensionArray
     merchant_channels: ExtensionArray
     merchant_mcc: np.ndarray
+    merchant_channel: np.ndarray
     shops: np.ndarray
+    online_shops: np.ndarray
+    in_person_shops: np.ndarray
+    big_ticket_shops: np.ndarray
     atms: np.ndarray
     test_shops: np.ndarray
     risky_online: np.ndarray
@@ -448,6 +472,12 @@ class _World:
         usual_atm = atms[rng.integers(0, len(atms), n_cards)]
         accounts = rng.integers(0, max(1, int(n_cards * 0.8)), n_cards)
 
+        # Some cards go abroad once, for days, and pay there like a fraudster would.
+        days = rng.uniform(*_TRIP_DAYS, n_cards)
+        leaves = rng.random(n_cards) * (SPAN_DAYS - days) * 24.0
+        trip_start = np.where(rng.random(n_cards) < _P_TRIP, leaves, np.inf)
+        trip_country = (home + rng.integers(1, len(_COUNTRIES), n_cards)) % len(_COUNTRIES)
+
         return cls(
             n=n,
             seed=seed,
@@ -462,13 +492,20 @@ class _World:
             activity_cdf=np.cumsum(activity) / activity.sum(),
             favourites=favourites,
             usual_atm=usual_atm,
+            trip_start=trip_start,
+            trip_end=trip_start + days * 24.0,
+            trip_country=trip_country,
             merchant_ids=_strings(
                 _labels("merch-", np.arange(n_merchants), _id_width(n_merchants, 6))
             ),
             merchant_mccs=_strings(_MCC_CODES[mcc]),
             merchant_channels=_strings(_CHANNELS[channel]),
             merchant_mcc=mcc,
+            merchant_channel=channel,
             shops=shops,
+            online_shops=np.flatnonzero(channel == _ECOM),
+            in_person_shops=np.flatnonzero(channel == _POS),
+            big_ticket_shops=np.flatnonzero(np.isin(mcc, _BIG_TICKET_MCCS) & (channel != _ATM)),
             atms=atms,
             test_shops=np.flatnonzero(np.isin(mcc, _TEST_MCCS) & (channel == _ECOM)),
             risky_online=np.flatnonzero(risky & (channel == _ECOM)),
@@ -498,42 +535,62 @@ class _World:
     def block(self, index: int, low: int, high: int) -> dict[str, np.ndarray]:
         """Rows ``low``..``high`` of the data set, drawn from the block's own stream."""
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1, index)))
-        first, last = self.clock.legit_hours(np.array([low / self.n, high / self.n]))
-        fraud = self._fraud(rng, first, last, cap=(high - low) // 2)
-        legit = self._legit(rng, low / self.n, high / self.n, (high - low) - len(fraud["hours"]))
+        share = np.array([low / self.n, high / self.n])
+        fraud = self._fraud(rng, share, cap=(high - low) // 2)
+        legit = self._legit(rng, share, (high - low) - len(fraud["hours"]))
 
         # One block, in time order; ties keep episode order because the sort is stable.
         rows = {name: np.concatenate([legit[name], fraud[name]]) for name in legit}
         order = np.argsort(rows["hours"], kind="stable")
         return {name: values[order] for name, values in rows.items()}
 
-    def _legit(self, rng: np.random.Generator, low: float, high: float, m: int) -> dict:
+    def _legit(self, rng: np.random.Generator, share: np.ndarray, m: int) -> dict:
+        low, high = share
+        last = self.clock.legit_hours(high)
         hours = self.clock.legit_hours(low + (high - low) * rng.random(m))
         card = np.minimum(
             np.searchsorted(self.activity_cdf, rng.random(m), side="right"),
             len(self.card_ids) - 1,
         )
 
-        # Where: the usual cash machine or a favourite shop at home, now and then a new one.
+        # Shopping sessions: some payments follow another of the same card within minutes.
+        follows = rng.random(m) < _P_SESSION
+        follows[:1] = False
+        leads = np.flatnonzero(~follows)
+        parent = leads[rng.integers(0, max(len(leads), 1), m)]
+        gap = rng.exponential(_SESSION_GAP_SECONDS / 3600.0, m)
+        card = np.where(follows, card[parent], card)
+        hours = np.where(follows, np.minimum(hours[parent] + gap, last), hours)
+
+        # Where: at home the usual cash machine or a favourite shop, now and then a new
+        # one or a big-ticket splurge; on a trip, new shops abroad.
+        away = (hours >= self.trip_start[card]) & (hours < self.trip_end[card])
         atm = rng.random(m) < _P_ATM
-        travel = ~atm & (rng.random(m) < _P_TRAVEL)
-        favourite = ~atm & ~travel & (rng.random(m) < _P_FAVOURITE)
-        rank = np.searchsorted(_FAVOURITE_CDF, rng.random(m), side="right")
-        any_shop = self.shops[rng.integers(0, len(self.shops), m)]
-        any_atm = self.atms[rng.integers(0, len(self.atms), m)]
-        usual_atm = rng.random(m) < 0.8
-        merchant = np.where(
-            favourite,
-            self.favourites[card, np.minimum(rank, _FAVOURITES - 1)],
-            any_shop,
+        splurge = ~atm & (rng.random(m) < _P_SPLURGE)
+        favourite = ~atm & ~splurge & ~away & (rng.random(m) < _P_FAVOURITE)
+        usual_atm = ~away & (rng.random(m) < 0.8)
+        rank = np.minimum(np.searchsorted(_FAVOURITE_CDF, rng.random(m), side="right"), 6)
+        merchant = np.select(
+            [atm & usual_atm, atm, splurge, favourite],
+            [
+                self.usual_atm[card],
+                _draw(rng, self.atms, m),
+                _draw(rng, self.big_ticket_shops, m),
+                self.favourites[card, rank],
+            ],
+            _draw(rng, self.shops, m),
         )
-        merchant = np.where(atm, np.where(usual_atm, self.usual_atm[card], any_atm), merchant)
+        online = self.merchant_channel[merchant] == _ECOM
+        cross_border = online & (rng.random(m) < _P_CROSS_BORDER)
         abroad = (self.home[card] + rng.integers(1, len(_COUNTRIES), m)) % len(_COUNTRIES)
-        country = np.where(travel, abroad, self.home[card])
+        country = np.where(
+            away, self.trip_country[card], np.where(cross_border, abroad, self.home[card])
+        )
 
         # How much: the card's scale times the category's, cash in round tens.
         mcc = self.merchant_mcc[merchant]
         amount = self.scale[card] * _MCC_FACTOR[mcc] * rng.lognormal(0.0, 0.6, m)
+        amount = np.where(splurge, self._large(rng, card), amount)
         amount = np.where(
             atm,
             np.maximum(10.0, np.round(amount / 10.0) * 10.0),
@@ -542,59 +599,99 @@ class _World:
         return {"hours": hours, "card": card, "merchant": merchant, "country": country,
                 "amount": amount, "is_fraud": np.zeros(m, dtype=np.int64)}  # fmt: skip
 
-    def _fraud(self, rng: np.random.Generator, first: float, last: float, cap: int) -> dict:
-        # Episodes land in this block's time slice in proportion to fraud activity there.
-        low, high = self.clock.fraud_share(np.array([first, last]))
-        expected = FRAUD_RATE * self.n * (high - low) / _MEAN_EPISODE_ROWS
-        episodes = int(rng.poisson(expected))
-        tests = np.where(rng.random(episodes) < _P_TEST_BURST, rng.integers(2, 6, episodes), 0)
-        bigs = rng.integers(1, 4, episodes)
-        length = tests + bigs
+    def _fraud(self, rng: np.random.Generator, share: np.ndarray, cap: int) -> dict:
+        # Episodes land in this block's time slice in proportion to their kind's activity
+        # there: loud ones by the fraud clock, quiet ones by the legitimate one.
+        low, high = share
+        first, last = self.clock.legit_hours(share)
+        f_low, f_high = self.clock.fraud_share(np.array([first, last]))
+        loud_rows = FRAUD_RATE * (1 - _QUIET_SHARE) * self.n * (f_high - f_low)
+        quiet_rows = FRAUD_RATE * _QUIET_SHARE * self.n * (high - low)
+        n_loud = int(rng.poisson(loud_rows / _LOUD_MEAN_ROWS))
+        n_quiet = int(rng.poisson(quiet_rows / _QUIET_MEAN_ROWS))
+        episodes = n_loud + n_quiet
+        quiet = np.arange(episodes) >= n_loud
+
+        # Each loud episode shows some of the patterns: a burst of tests, a foreign country.
+        tests = np.where(
+            ~quiet & (rng.random(episodes) < _P_TEST_BURST), rng.integers(2, 6, episodes), 0
+        )
+        buys = np.where(quiet, rng.integers(1, 3, episodes), rng.integers(1, 4, episodes))
+        length = tests + buys
         episodes = int(np.searchsorted(np.cumsum(length), cap, side="right"))
-        tests, bigs, length = tests[:episodes], bigs[:episodes], length[:episodes]
+        quiet, tests, length = quiet[:episodes], tests[:episodes], length[:episodes]
         card = rng.integers(0, len(self.card_ids), episodes)
-        begin = self.clock.fraud_hours(low + (high - low) * rng.random(episodes))
-        foreign = rng.random(episodes) < 0.7
+        when = rng.random(episodes)
+        begin = np.where(
+            quiet,
+            self.clock.legit_hours(low + (high - low) * when),
+            self.clock.fraud_hours(f_low + (f_high - f_low) * when),
+        )
+        foreign = ~quiet & (rng.random(episodes) < _P_ABROAD)
         abroad = (self.home[card] + rng.integers(1, len(_COUNTRIES), episodes)) % len(_COUNTRIES)
         country = np.where(foreign, abroad, self.home[card])
 
-        # Row by row within an episode: tests seconds apart, purchases minutes later.
+        # Row by row within an episode: tests seconds apart, purchases minutes later;
+        # quiet fraud keeps a card's pace of hours between payments.
         episode = np.repeat(np.arange(episodes), length)
         step = np.arange(len(episode)) - np.repeat(np.cumsum(length) - length, length)
         m = len(episode)
-        test = step < tests[episode]
+        calm, test, card = quiet[episode], step < tests[episode], card[episode]
         gap = np.where(test, rng.exponential(90.0, m), rng.exponential(300.0, m))
         gap = np.where(step == tests[episode], rng.exponential(1_200.0, m), gap)
+        gap = np.where(calm, rng.exponential(4 * 3600.0, m), gap)
         gap[step == 0] = 0.0
         elapsed = np.cumsum(gap)
         elapsed -= np.repeat(elapsed[np.cumsum(length) - length], length)
         hours = np.minimum(begin[episode] + elapsed / 3600.0, last)
 
-        # What: small online tests, then large buys at risky merchants or cash.
+        # What: small online tests, then purchases mostly online, often at risky merchants;
+        # quiet fraud at the card's own favourite shops.
         way = rng.random(m)
-        channel = np.where(test | (way < 0.75), _ECOM, np.where(way < 0.90, _POS, _ATM))
+        channel = np.where(test | (way < 0.60), _ECOM, np.where(way < 0.88, _POS, _ATM))
+        risky = rng.random(m) < _P_RISKY_MERCHANT
+        familiar = calm | (~test & (rng.random(m) < _P_FAMILIAR))
+        rank = np.minimum(np.searchsorted(_FAVOURITE_CDF, rng.random(m), side="right"), 6)
         merchant = np.select(
-            [test, channel == _ECOM, channel == _POS],
+            [familiar, test, channel == _ATM, risky & (channel == _ECOM), risky, channel == _ECOM],
             [
+                self.favourites[card, rank],
                 _draw(rng, self.test_shops, m),
+                _draw(rng, self.atms, m),
                 _draw(rng, self.risky_online, m),
                 _draw(rng, self.risky_in_person, m),
+                _draw(rng, self.online_shops, m),
             ],
-            _draw(rng, self.atms, m),
+            _draw(rng, self.in_person_shops, m),
         )
-        big = np.maximum(
-            self.scale[card[episode]] * rng.uniform(8.0, 30.0, m),
-            rng.uniform(150.0, 300.0, m),
+
+        # How much: a few units to test, round cash, large sums or a little above usual.
+        channel = self.merchant_channel[merchant]
+        usual = (
+            self.scale[card] * _MCC_FACTOR[self.merchant_mcc[merchant]] * rng.lognormal(0.0, 0.6, m)
         )
-        cash = 20.0 * rng.integers(10, 26, m)
-        amount = np.where(
-            test,
-            np.round(rng.uniform(0.5, 3.0, m), 2),
-            np.where(channel == _ATM, cash, np.round(big, 2)),
+        large = ~calm & (rng.random(m) < _P_LARGE)
+        amount = np.select(
+            [test, channel == _ATM, calm, large],
+            [
+                rng.uniform(0.5, 3.0, m),
+                20.0 * rng.integers(5, 26, m),
+                usual,
+                self._large(rng, card),
+            ],
+            usual * rng.lognormal(0.5, 0.4, m),
         )
-        return {"hours": hours, "card": card[episode], "merchant": merchant,
+        amount = np.where(channel == _ATM, amount, np.maximum(0.5, np.round(amount, 2)))
+        return {"hours": hours, "card": card, "merchant": merchant,
                 "country": country[episode], "amount": amount,
                 "is_fraud": np.ones(m, dtype=np.int64)}  # fmt: skip
+
+    def _large(self, rng: np.random.Generator, card: np.ndarray) -> np.ndarray:
+        """A purchase far above the card's usual amounts, at least a hundred or so."""
+        m = len(card)
+        return np.maximum(
+            self.scale[card] * rng.uniform(*_LARGE_TIMES, m), rng.uniform(100.0, 300.0, m)
+        )
 
 
 _NO_ROWS = {

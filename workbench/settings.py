@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workbench.errors import ConfigError
@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for a service")
     start_timeout: float = Field(120.0, gt=0, description="seconds for a service to be healthy")
     telemetry: bool = Field(False, description="let MLflow and BentoML send usage data")
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token for admin calls (default: generated in the home)"
+    )
+    serving_poll_seconds: float = Field(2.0, gt=0, description="how often serving checks aliases")
+    serving_max_records: int = Field(1000, ge=1, description="records per scoring request")
+    serving_max_body_bytes: int = Field(1_048_576, ge=1024, description="request body limit")
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -93,8 +99,32 @@ class Settings(BaseSettings):
         return self.home / "jars"
 
     def public(self) -> dict[str, Any]:
-        """The resolved values, as ``wb status`` shows them."""
+        """The resolved values, as ``wb status`` shows them; secrets are masked."""
         return {name: str(value) for name, value in self.model_dump().items()}
+
+    def environment(self) -> dict[str, str]:
+        """The ``WORKBENCH_*`` variables that reproduce these settings in a child process."""
+        values = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            values[ENV_PREFIX + name.upper()] = str(value)
+        return values
+
+    def admin_secret(self) -> str:
+        """The admin token: the setting, else one generated once and kept in the home."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        path = self.run_dir / "admin-token"
+        if not path.exists():
+            import secrets
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
 
 def settings(**overrides: Any) -> Settings:

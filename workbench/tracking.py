@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import subprocess
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -252,7 +253,6 @@ def _log(
     features: FeatureDefinition | None,
 ) -> Any:
     import mlflow
-    from mlflow.models import infer_signature
 
     mlflow.set_tags(tags)
     if evaluation:
@@ -262,6 +262,19 @@ def _log(
     mlflow.log_text(json.dumps(sample.to_dict(orient="records")), SAMPLE_SCORES)
     if features is not None:
         mlflow.log_dict(features.schema(), "workbench/features.json")
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; workbench checks
+        # inputs itself and refuses missing values, so the hint only adds noise.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        return _log_sklearn(model, name, X, score, trusted)
+
+
+def _log_sklearn(
+    model: Any, name: str, X: pd.DataFrame, score: np.ndarray, trusted: list[str]
+) -> Any:
+    import mlflow
+    from mlflow.models import infer_signature
+
     return mlflow.sklearn.log_model(
         model,
         name="model",
@@ -438,3 +451,26 @@ def _remember_previous(registry: Any, name: str, alias: str, current: Any) -> No
     history = json.loads(model.tags.get(key, "[]"))
     history.append(int(current.version))
     registry.set_registered_model_tag(name, key, json.dumps(history[-50:]))
+
+
+def rollback(name: str, alias: str = CHAMPION) -> Version:
+    """Move ``alias`` back to the version that held it before the last move.
+
+    The gate is not applied: going back is always allowed, and recorded on the version
+    that lost the alias.
+    """
+    registry = client()
+    key = f"workbench.history.{alias}"
+    history = json.loads(registry.get_registered_model(name).tags.get(key, "[]"))
+    if not history:
+        raise DataError(
+            f"{name}: no earlier version held {alias!r}, so there is nothing to roll back to"
+        )
+    previous = str(history.pop())
+    current = _holder(registry, name, alias)
+    registry.set_registered_model_alias(name, alias, previous)
+    registry.set_registered_model_tag(name, key, json.dumps(history))
+    if current is not None:
+        registry.set_model_version_tag(name, current.version, "workbench.rolled_back", alias)
+    log.info("%s: %s rolled back to version %s", name, alias, previous)
+    return _version(name, previous)

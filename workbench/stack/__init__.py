@@ -23,7 +23,7 @@ from workbench.errors import ServiceError
 from workbench.settings import Settings
 from workbench.settings import settings as read_settings
 from workbench.stack import supervisor
-from workbench.stack.services import SERVICES, Address, Service
+from workbench.stack.services import SERVICES, Address, Service, services
 
 __all__ = ["SERVICES", "ServiceStatus", "down", "logs", "status", "up"]
 
@@ -46,15 +46,15 @@ class ServiceStatus:
         return asdict(self)
 
 
-def _select(names: Iterable[str] | None) -> list[Service]:
-    chosen = list(names or SERVICES)
-    unknown = [name for name in chosen if name not in SERVICES]
+def _select(names: Iterable[str] | None, settings: Settings) -> list[Service]:
+    known = services(settings)
+    chosen = list(names or known)
+    unknown = [name for name in chosen if name not in known]
     if unknown:
         raise ServiceError(
-            f"unknown service {', '.join(map(repr, unknown))}; "
-            f"the services are {', '.join(SERVICES)}"
+            f"unknown service {', '.join(map(repr, unknown))}; the services are {', '.join(known)}"
         )
-    return [SERVICES[name] for name in chosen]
+    return [known[name] for name in chosen]
 
 
 def up(names: Iterable[str] | None = None, settings: Settings | None = None) -> list[ServiceStatus]:
@@ -64,11 +64,11 @@ def up(names: Iterable[str] | None = None, settings: Settings | None = None) -> 
     naming the services that failed, with the last lines of their logs.
     """
     settings = settings or read_settings()
-    services = [s for s in _select(names) if not _is_remote(s, settings)]
+    chosen = [s for s in _select(names, settings) if not _is_remote(s, settings)]
     proxy = supervisor.ensure_running(settings)
 
     started = []
-    for service in services:
+    for service in chosen:
         if _state(proxy, service) in ("RUNNING", "STARTING"):
             log.info("%s is already running", service.name)
             continue
@@ -79,11 +79,11 @@ def up(names: Iterable[str] | None = None, settings: Settings | None = None) -> 
         _start(proxy, service, settings)
         started.append(service)
 
-    _wait_healthy(proxy, services, settings)
-    for service in services:
+    _wait_healthy(proxy, chosen, settings)
+    for service in chosen:
         if service.after_start is not None:
             service.after_start(settings)
-    return status(settings, [s.name for s in services])
+    return status(settings, [s.name for s in chosen])
 
 
 def _is_remote(service: Service, settings: Settings) -> bool:
@@ -186,8 +186,9 @@ def _holder(port: int) -> str | None:
     return None
 
 
-def _wait_healthy(proxy: Any, services: list[Service], settings: Settings) -> None:
-    waiting = {service.name: service for service in services}
+def _wait_healthy(proxy: Any, chosen: list[Service], settings: Settings) -> None:
+    waiting = {service.name: service for service in chosen}
+    by_name = dict(waiting)
     failures: dict[str, str] = {}
     deadline = time.monotonic() + settings.start_timeout
     while waiting:
@@ -209,8 +210,7 @@ def _wait_healthy(proxy: Any, services: list[Service], settings: Settings) -> No
             time.sleep(0.5)
     if failures:
         report = "\n\n".join(
-            f"{problem}\n{_log_tail(SERVICES[name], settings)}"
-            for name, problem in failures.items()
+            f"{problem}\n{_log_tail(by_name[name], settings)}" for name, problem in failures.items()
         )
         raise ServiceError(report)
 
@@ -240,17 +240,17 @@ def down(names: Iterable[str] | None = None, settings: Settings | None = None) -
     of the services it stopped.
     """
     settings = settings or read_settings()
-    services = _select(names)
+    chosen = _select(names, settings)
     stopped = []
     if supervisor.running(settings):
         proxy = supervisor.client(settings)
-        for service in services:
+        for service in chosen:
             if _state(proxy, service) in ("RUNNING", "STARTING"):
                 proxy.supervisor.stopProcess(service.name, True)
                 log.info("stopped %s", service.name)
                 stopped.append(service.name)
             _pid_file(service, settings).unlink(missing_ok=True)
-    for service in services:
+    for service in chosen:
         if _stop_orphan(service, settings):
             stopped.append(service.name)
     if names is None:
@@ -296,7 +296,7 @@ def status(
     """The state of each service: supervised state, pid, address, health and log path."""
     settings = settings or read_settings()
     proxy = supervisor.client(settings) if supervisor.running(settings) else None
-    return [_status(service, settings, proxy) for service in _select(names)]
+    return [_status(service, settings, proxy) for service in _select(names, settings)]
 
 
 def _status(service: Service, settings: Settings, proxy: Any) -> ServiceStatus:
@@ -333,7 +333,7 @@ def logs(
 ) -> Iterator[str]:
     """The last ``lines`` lines of a service's log; with ``follow``, then every new line."""
     settings = settings or read_settings()
-    service = _select([name])[0]
+    service = _select([name], settings)[0]
     path = service.log_path(settings)
     yield from tail_lines(path, lines)
     if not follow:

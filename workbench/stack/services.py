@@ -3,7 +3,8 @@
 A service is a command line, the ports it binds, a health probe and, optionally, a
 one-time preparation and a step after it becomes healthy. Adding a service to the
 local stack is adding one :class:`Service` to :data:`SERVICES`; supervision, ``wb
-status`` and ``wb logs`` follow from the declaration.
+status`` and ``wb logs`` follow from the declaration. Deployed models add a scoring
+service each (see :mod:`workbench.serving.deployments`).
 """
 
 from __future__ import annotations
@@ -176,3 +177,11 @@ KAFKA = Service(
 
 
 SERVICES: dict[str, Service] = {service.name: service for service in (KAFKA, MLFLOW)}
+
+
+def services(settings: Settings) -> dict[str, Service]:
+    """The fixed services and one scoring service per deployed model."""
+    from workbench.serving import deployments
+
+    deployed = [deployments.service(d) for d in deployments.load(settings).values()]
+    return {**SERVICES, **{service.name: service for service in deployed}}

@@ -1,6 +1,6 @@
 """Talking to supervisord, which keeps the local services running.
 
-workbench writes supervisord's configuration from :data:`SERVICES`, starts one
+workbench writes supervisord's configuration from the declared services, starts one
 supervisord per workbench home, and controls it over XML-RPC on a private unix socket.
 """
 
@@ -24,7 +24,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from workbench.errors import ServiceError
 from workbench.settings import Settings
-from workbench.stack.services import SERVICES, Service
+from workbench.stack.services import Service, services
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _environment(values: dict[str, str]) -> str:
 
 
 def _program(service: Service, settings: Settings) -> str:
-    env = {"WORKBENCH_" + name.upper(): value for name, value in settings.public().items()}
+    env = settings.environment()
     env.update(
         MLFLOW_DISABLE_TELEMETRY=os.environ.get(
             "MLFLOW_DISABLE_TELEMETRY", "false" if settings.telemetry else "true"
@@ -173,7 +173,7 @@ def ensure_running(settings: Settings) -> Any:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     config = config_path(settings)
-    config.write_text(render_config(settings, list(SERVICES.values())))
+    config.write_text(render_config(settings, list(services(settings).values())))
     config.chmod(0o600)
 
     if running(settings):

@@ -1,0 +1,57 @@
+"""The BentoML service that serves one registered model: ``bentoml serve`` target.
+
+Which model is read from ``WORKBENCH_SERVE_MODEL`` and ``WORKBENCH_SERVE_ALIAS``
+(``wb.deploy`` sets both). The scoring API itself is the ASGI app of
+:mod:`workbench.serving.app`; BentoML hosts it with its health (``/livez``), readiness
+(``/readyz``, false until the model is loaded) and Prometheus (``/metrics``) endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bentoml
+
+from workbench.serving.app import create_app
+from workbench.serving.holder import ModelHolder
+from workbench.settings import apply_telemetry_policy, settings
+
+MODEL_ENV = "WORKBENCH_SERVE_MODEL"
+ALIAS_ENV = "WORKBENCH_SERVE_ALIAS"
+
+_settings = settings()
+apply_telemetry_policy(_settings)
+holder = ModelHolder(
+    os.environ.get(MODEL_ENV, ""), os.environ.get(ALIAS_ENV, "champion"), _settings
+)
+app = create_app(
+    holder,
+    admin_token=_settings.admin_secret(),
+    max_records=_settings.serving_max_records,
+    max_body_bytes=_settings.serving_max_body_bytes,
+)
+
+
+@bentoml.service(
+    name="workbench-scoring",
+    workers=1,
+    traffic={"timeout": 30},
+    # A log line per request costs more than scoring it; errors still reach the log.
+    logging={"access": {"enabled": False}},
+    # Tracing every scoring request halves throughput; health and admin calls keep it.
+    tracing={"excluded_urls": ["/score"]},
+)
+@bentoml.asgi_app(app, path="/")
+class Scoring:
+    """Scores records with the registered model ``WORKBENCH_SERVE_MODEL@ALIAS``."""
+
+    def __init__(self) -> None:
+        if not holder.name:
+            raise RuntimeError(f"set {MODEL_ENV} to the registered model to serve")
+        import mlflow
+
+        mlflow.set_tracking_uri(_settings.mlflow_tracking_uri)
+        holder.start()
+
+    def __is_ready__(self) -> bool:
+        return holder.ready
