@@ -52,11 +52,44 @@ def run(console: Console) -> None:
     for notebook, name in (("train_card_fraud", "card-fraud"), ("train_credit", "credit")):
         _train_once(console, notebook, name)
 
+    # Serving: the fraud champion behind a local BentoML service, scoring a few payments.
+    _deploy_and_score(console)
+
     table = Table("service", "state", "address", "log", title="where everything is")
     for service in stack.status(settings):
         table.add_row(service.name, service.state, service.address, service.log)
     console.print(table)
     console.print(f"MLflow UI: {settings.mlflow_tracking_uri}   workbench home: {settings.home}")
+
+
+def _deploy_and_score(console: Console) -> None:
+    from workbench import datasets, features, serving
+
+    service = serving.deploy("card-fraud")
+    events = datasets.card_transactions(5_000, seed=99)
+    X = features.CARD_FRAUD.transform(events)
+    # Three payments the simulation marked as fraud and two ordinary ones.
+    fraud = events.index[events["is_fraud"] == 1][-3:]
+    ordinary = events.index[events["is_fraud"] == 0][-2:]
+    scored = service.score(X.loc[fraud.append(ordinary)])
+    table = Table(
+        "event",
+        "fraud?",
+        "score",
+        "version",
+        "top reason",
+        title=f"card-fraud served at {service.url}",
+    )
+    for index, row in scored.iterrows():
+        reason = row["reasons"][0]
+        table.add_row(
+            str(events.loc[index, "event_id"]),
+            "yes" if events.loc[index, "is_fraud"] else "no",
+            f"{row['score']:.4g}",
+            str(row["version"]),
+            f"{reason['text']} ({reason['feature']}={reason['value']})",
+        )
+    console.print(table)
 
 
 def _train_once(console: Console, notebook: str, name: str) -> None:
