@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -64,6 +65,27 @@ def test_every_score_carries_three_reasons_in_plain_words(deployed: Deployed) ->
         assert len(reasons) == 3
         assert {r["text"] for r in reasons} <= texts
         assert {r["direction"] for r in reasons} <= {"raises", "lowers"}
+
+
+def test_the_deploy_notebook_serves_and_scores_through_papermill(
+    deployed: Deployed, tmp_path: Path
+) -> None:
+    run = wb.run_notebook(
+        "deploy",
+        {"model_name": deployed.name, "rows": 300},
+        tmp_path / "deploy.ipynb",
+        progress=False,
+    )
+
+    cells = nbformat.read(run.output, as_version=4).cells
+    printed = "".join(
+        output.get("text", "")
+        for cell in cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "raises" in printed or "lowers" in printed
+    assert deployed.endpoint.version == "1"
 
 
 def test_health_readiness_and_metrics_endpoints_answer(deployed: Deployed) -> None:
