@@ -569,14 +569,13 @@ class _World:
         splurge = ~atm & (rng.random(m) < _P_SPLURGE)
         favourite = ~atm & ~splurge & ~away & (rng.random(m) < _P_FAVOURITE)
         usual_atm = ~away & (rng.random(m) < 0.8)
-        rank = np.minimum(np.searchsorted(_FAVOURITE_CDF, rng.random(m), side="right"), 6)
         merchant = np.select(
             [atm & usual_atm, atm, splurge, favourite],
             [
                 self.usual_atm[card],
                 _draw(rng, self.atms, m),
                 _draw(rng, self.big_ticket_shops, m),
-                self.favourites[card, rank],
+                self.favourites[card, _favourite_rank(rng, m)],
             ],
             _draw(rng, self.shops, m),
         )
@@ -651,11 +650,10 @@ class _World:
         channel = np.where(test | (way < 0.60), _ECOM, np.where(way < 0.88, _POS, _ATM))
         risky = rng.random(m) < _P_RISKY_MERCHANT
         familiar = calm | (~test & (rng.random(m) < _P_FAMILIAR))
-        rank = np.minimum(np.searchsorted(_FAVOURITE_CDF, rng.random(m), side="right"), 6)
         merchant = np.select(
             [familiar, test, channel == _ATM, risky & (channel == _ECOM), risky, channel == _ECOM],
             [
-                self.favourites[card, rank],
+                self.favourites[card, _favourite_rank(rng, m)],
                 _draw(rng, self.test_shops, m),
                 _draw(rng, self.atms, m),
                 _draw(rng, self.risky_online, m),
@@ -702,6 +700,12 @@ _NO_ROWS = {
     "amount": np.zeros(0),
     "is_fraud": np.zeros(0, dtype=np.int64),
 }
+
+
+def _favourite_rank(rng: np.random.Generator, m: int) -> np.ndarray:
+    """Which of a card's favourite shops, the first ones most often."""
+    rank = np.searchsorted(_FAVOURITE_CDF, rng.random(m), side="right")
+    return np.minimum(rank, _FAVOURITES - 1)
 
 
 def _draw(rng: np.random.Generator, pool: np.ndarray, m: int) -> np.ndarray:

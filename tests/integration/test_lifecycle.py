@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -20,26 +21,24 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-@pytest.fixture(scope="module")
-def card_notebook(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
-    name = _unique("card-fraud")
+def _train(notebook: str, prefix: str, rows: int, folder: Path) -> NotebookRun:
+    name = _unique(prefix)
     return wb.run_notebook(
-        "train_card_fraud",
-        {"rows": 40_000, "n_estimators": 60, "model_name": name, "experiment_name": name},
-        output=tmp_path_factory.mktemp("runs") / "train_card_fraud.ipynb",
+        notebook,
+        {"rows": rows, "n_estimators": 60, "model_name": name, "experiment_name": name},
+        output=folder / f"{notebook}.ipynb",
         progress=False,
     )
+
+
+@pytest.fixture(scope="module")
+def card_notebook(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
+    return _train("train_card_fraud", "card-fraud", 40_000, tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture(scope="module")
 def credit_notebook(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> NotebookRun:
-    name = _unique("credit")
-    return wb.run_notebook(
-        "train_credit",
-        {"rows": 8_000, "n_estimators": 60, "model_name": name, "experiment_name": name},
-        output=tmp_path_factory.mktemp("runs") / "train_credit.ipynb",
-        progress=False,
-    )
+    return _train("train_credit", "credit", 8_000, tmp_path_factory.mktemp("runs"))
 
 
 def _sample(version: wb.Version) -> pd.DataFrame:
