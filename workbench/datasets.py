@@ -4,16 +4,27 @@ Both generators are deterministic for a seed, vectorised, and carry a signal tha
 model can learn and a fraud or credit analyst would recognise.
 
 Card transactions (:func:`card_transactions`, :func:`iter_card_transactions`)
-    About :data:`FRAUD_RATE` of rows are fraud. Legitimate cards keep stable habits:
-    a home country, a handful of favourite merchants, an amount scale of their own,
-    and mostly daytime activity. Fraud comes in episodes on a compromised card: often
-    a burst of 2-5 small "test" payments at online merchants within minutes, then
-    1-3 large purchases (electronics, jewellery, money transfer, digital goods or a
-    cash withdrawal) far above the card's usual amounts, mostly online, usually in a
-    country the card has not used before, with a skew to night hours. Every row of an
-    episode has ``is_fraud == 1``. Legitimate noise makes this not trivially separable:
-    cards travel (3% of rows abroad), try new merchants (15%), buy at night, and make
-    occasional large purchases such as flights and hotels.
+    About :data:`FRAUD_RATE` of rows are fraud. Legitimate cards keep habits (a home
+    country, a handful of favourite merchants, an amount scale of their own, mostly
+    daytime activity) and break them as people do: about 30% of cards go abroad once,
+    for 2-12 days, and pay at new shops there; one payment in five is at a merchant the
+    card does not usually use; some follow another within minutes; some come at night;
+    and about 1% are big-ticket purchases (electronics, jewellery, hotels, flights) 4-25
+    times the card's usual amount.
+
+    Fraud comes in episodes on a compromised card; every row of an episode has
+    ``is_fraud == 1``. Nine fraud rows in ten are loud, yet each episode shows only some
+    of the patterns: a third open with a burst of 2-5 small "test" payments at online
+    merchants within minutes; then come 1-3 purchases minutes apart, mostly online,
+    half at risky merchants (electronics, jewellery, money transfer, digital goods), a
+    quarter at the card's own shops, 60% of them 4-25 times the card's usual amount,
+    the rest a little above it or cash from a machine; 45% of episodes are in a
+    country foreign to the card; and they are spread almost evenly over day and night,
+    so far more often at night than legitimate spending. The other tenth is quiet: one
+    or two payments hours apart at the card's favourite shops, at home, by day, for
+    typical amounts, just like the card's own spending. So a LightGBM model on the
+    :data:`workbench.features.CARD_FRAUD` features of 200,000 rows scores a time-holdout
+    AUC of about 0.92-0.96, as real card-fraud models do, not 1.
 
 Credit applications (:func:`credit_applications`)
     ``default`` is drawn from a logistic model of the application fields (see
@@ -161,22 +172,23 @@ _MCC_ATM = len(_MCC_TABLE) - 1
 _TEST_MCCS = np.flatnonzero(np.isin(_MCC_CODES, ["5816", "5999"]))
 _HIGH_RISK_MCCS = np.flatnonzero(np.isin(_MCC_CODES, ["5732", "5944", "4829", "5816"]))
 
-# Relative activity by hour of day (UTC): legitimate spending follows the day; the loud
-# kinds of fraud are spread more evenly, so they lean to the night only in relative terms.
+# Relative activity by hour of day (UTC): legitimate spending follows the day, loud fraud
+# hardly does, so it is far more common than legitimate spending at night.
 # fmt: off
 _LEGIT_BY_HOUR = np.array([
     0.30, 0.18, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60, 0.90, 1.00, 1.10, 1.20,
     1.40, 1.30, 1.10, 1.10, 1.20, 1.40, 1.50, 1.40, 1.20, 1.00, 0.75, 0.50,
 ])
 # fmt: on
-_FRAUD_BY_HOUR = np.array([0.9] * 6 + [0.6] * 3 + [0.9] * 9 + [1.0] * 4 + [1.0] * 2)
+_FRAUD_BY_HOUR = np.array([0.9] * 6 + [0.6] * 3 + [0.9] * 9 + [1.0] * 6)
 
 _FAVOURITES = 7
 _FAVOURITE_CDF = np.cumsum(1 / np.arange(1, _FAVOURITES + 1)) / np.sum(
     1 / np.arange(1, _FAVOURITES + 1)
 )
 
-# Legitimate habits, and the noise around them.
+# Legitimate habits and the ways people break them: trips abroad (one at most per
+# card), online shops abroad, new merchants, payments in quick succession, splurges.
 _P_ATM, _P_FAVOURITE = 0.04, 0.80
 _P_TRIP, _TRIP_DAYS = 0.30, (2.0, 12.0)
 _P_CROSS_BORDER = 0.01
@@ -184,8 +196,8 @@ _P_SESSION, _SESSION_GAP_SECONDS = 0.08, 900.0
 _P_SPLURGE = 0.012
 _BIG_TICKET_MCCS = np.flatnonzero(np.isin(_MCC_CODES, ["5732", "5944", "7011", "4511"]))
 
-# Fraud episodes: a share of fraud rows is quiet, the rest is loud and shows each
-# pattern only in part.
+# Fraud: a share of the rows is quiet; loud episodes show each pattern with its own
+# chance. Tests per burst are 2-5 and purchases 1-3 (quiet: 1-2), hence the means.
 _QUIET_SHARE = 0.10
 _QUIET_MEAN_ROWS = 1.5
 _P_TEST_BURST = 0.35

@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import datasets
+import workbench as wb
+from workbench import datasets, modeling
 from workbench.errors import DataError
+from workbench.features import CARD_FRAUD
 
 
 @pytest.fixture(scope="module")
@@ -84,25 +86,78 @@ def test_fraud_rate_is_close_to_the_documented_rate(seed: int) -> None:
     assert frame["is_fraud"].mean() == pytest.approx(datasets.FRAUD_RATE, rel=0.15)
 
 
-def test_fraud_shows_the_patterns_in_the_docstring(transactions: pd.DataFrame) -> None:
+@pytest.fixture(scope="module")
+def habits(transactions: pd.DataFrame) -> pd.DataFrame:
+    """For each row, whether it breaks the card's habits in the ways the docstring names."""
     frame = transactions
     fraud = frame["is_fraud"] == 1
     home = frame.groupby("card_id")["country"].agg(lambda c: c.mode().iloc[0])
-    abroad = frame["country"] != frame["card_id"].map(home)
     usual = frame[~fraud].groupby("card_id")["amount"].median()
-    above_usual = frame["amount"] > 10 * frame["card_id"].map(usual)
-    night = frame["event_time"].dt.hour < 6
+    times_usual = frame["amount"] / frame["card_id"].map(usual)
+    return pd.DataFrame(
+        {
+            "abroad": frame["country"] != frame["card_id"].map(home),
+            "night": frame["event_time"].dt.hour < 6,
+            "new_merchant": ~frame.duplicated(["card_id", "merchant_id"]),
+            "far_above_usual": times_usual > 10,
+            "small": frame["amount"] < 3,
+            "online": frame["channel"] == "ecom",
+            "typical_amount": times_usual.between(0.25, 4),
+            "fraud": fraud,
+        }
+    )
 
-    def share(mask: pd.Series, rows: pd.Series) -> float:
-        return float(mask[rows].mean())
 
-    assert share(night, fraud) > 3 * share(night, ~fraud)
-    assert share(abroad, fraud) > 10 * share(abroad, ~fraud)
-    assert share(above_usual, fraud) > 20 * share(above_usual, ~fraud)
-    assert share(frame["channel"] == "ecom", fraud) > 0.75
-    # Card testing: small payments shortly before large ones on the same card.
-    small = frame["amount"] < 3
-    assert share(small, fraud) > 5 * share(small, ~fraud)
+def _share(habits: pd.DataFrame, pattern: str, fraud: bool) -> float:
+    return float(habits.loc[habits["fraud"] == fraud, pattern].mean())
+
+
+@pytest.mark.parametrize(
+    ("pattern", "times"),
+    [
+        ("night", 3),
+        ("abroad", 8),
+        ("new_merchant", 2),
+        ("far_above_usual", 8),
+        ("small", 10),
+        ("online", 2),
+    ],
+    ids=lambda value: str(value),
+)
+def test_fraud_shows_the_patterns_in_the_docstring_far_more_often(
+    habits: pd.DataFrame, pattern: str, times: int
+) -> None:
+    assert _share(habits, pattern, fraud=True) > times * _share(habits, pattern, fraud=False)
+
+
+@pytest.mark.parametrize(
+    "pattern", ["night", "abroad", "new_merchant", "far_above_usual", "small", "online"]
+)
+def test_each_pattern_shows_in_only_part_of_the_fraud_and_now_and_then_in_legit_spending(
+    habits: pd.DataFrame, pattern: str
+) -> None:
+    assert _share(habits, pattern, fraud=True) < 0.85
+    assert _share(habits, pattern, fraud=False) > 0.005
+
+
+def test_some_fraud_is_quiet_and_looks_like_the_cards_own_spending(
+    transactions: pd.DataFrame, habits: pd.DataFrame
+) -> None:
+    day = transactions["event_time"].dt.hour.between(8, 20)
+    ordinary = ~habits["abroad"] & day & ~habits["new_merchant"] & habits["typical_amount"]
+
+    assert ordinary[habits["fraud"]].mean() > 0.05
+
+
+def test_a_model_learns_the_fraud_but_cannot_separate_it_perfectly() -> None:
+    events = datasets.card_transactions(40_000, seed=7)
+    X, y = CARD_FRAUD.transform(events), events["is_fraud"]
+    train = (events["event_time"] < events["event_time"].quantile(0.8)).to_numpy()
+
+    model = wb.classifier(X[train], n_estimators=60).fit(X[train], y[train])
+    auc = modeling.evaluate(y[~train], modeling.scores(model, X[~train]))["auc"]
+
+    assert 0.85 < auc < 0.985
 
 
 def test_legitimate_cards_keep_a_home_country_and_usual_merchants(
@@ -115,7 +170,7 @@ def test_legitimate_cards_keep_a_home_country_and_usual_merchants(
     in_top_merchants = by_card["merchant_id"].agg(lambda m: m.value_counts().iloc[:8].sum()).sum()
 
     assert in_top_country / len(legit) > 0.95
-    assert in_top_merchants / len(legit) > 0.75
+    assert in_top_merchants / len(legit) > 0.7
 
 
 def test_credit_applications_are_identical_for_the_same_seed() -> None:
