@@ -90,13 +90,19 @@ class Endpoint:
             )
         return list(response.json()["results"])
 
-    def reload(self) -> str:
-        """Ask the service to follow its alias now (an admin call); returns its version."""
+    def reload(self) -> str | None:
+        """Ask the service to follow its alias now (an admin call).
+
+        Returns the version it serves, or None when loading outlasts the request (the
+        service finishes it anyway; :meth:`wait_for` waits for it).
+        """
         response = httpx.post(
             f"{self.url}/admin/reload",
             headers={"authorization": f"Bearer {self.settings.admin_secret()}"},
             timeout=120,
         )
+        if response.status_code == 504:
+            return None
         if response.status_code != 200:
             raise ServiceUnavailable(
                 f"the scoring service refused to reload ({response.status_code}): "
