@@ -97,6 +97,7 @@ def test_health_readiness_and_metrics_endpoints_answer(deployed: Deployed) -> No
     metrics = httpx.get(f"{url}/metrics", timeout=5)
     assert metrics.status_code == 200
     assert "bentoml_service_request" in metrics.text
+    assert f'workbench_score_requests_total{{model="{deployed.name}",version="1"}}' in metrics.text
 
 
 def test_the_service_listens_on_loopback_only(deployed: Deployed) -> None:

@@ -13,6 +13,7 @@ import hmac
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -129,9 +130,18 @@ class Latency:
 
 
 def create_app(
-    holder: ModelHolder, *, admin_token: str, max_records: int, max_body_bytes: int
+    holder: ModelHolder,
+    *,
+    admin_token: str,
+    max_records: int,
+    max_body_bytes: int,
+    observe: Callable[[Scorer, int, float], None] | None = None,
 ) -> Starlette:
-    """The ASGI app serving ``holder``'s current model."""
+    """The ASGI app serving ``holder``'s current model.
+
+    ``observe(scorer, records, seconds)`` is called after each scored request, for the
+    host's metrics.
+    """
     batcher = Batcher(max_rows=max(max_records, 256))
     latency = Latency()
 
@@ -156,7 +166,10 @@ def create_app(
             )
         reasons = request.query_params.get("reasons", "true").lower() != "false"
         results = await batcher.score(scorer, records, reasons)
-        latency.add(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        latency.add(seconds)
+        if observe is not None:
+            observe(scorer, len(records), seconds)
         return _json(
             {"model": scorer.name, "version": scorer.version, "results": results},
             headers={"x-model-version": scorer.version},
@@ -182,17 +195,21 @@ def create_app(
 
 async def _read_body(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return _error(413, f"request body of {declared} bytes is over the limit of {limit}")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return _error(413, f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            return _error(413, f"request body of {declared} bytes is over the limit of {limit}")
+        body = await request.body()
+    else:
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return _error(413, f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
     try:
-        return _loads(b"".join(chunks))
+        return _loads(body)
     except (_DecodeError, UnicodeDecodeError, ValueError) as exc:
         return _error(400, f"the body is not valid JSON: {exc}")
 

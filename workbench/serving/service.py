@@ -14,6 +14,7 @@ import bentoml
 
 from workbench.serving.app import create_app
 from workbench.serving.holder import ModelHolder
+from workbench.serving.scorer import Scorer
 from workbench.settings import apply_telemetry_policy, settings
 
 MODEL_ENV = "WORKBENCH_SERVE_MODEL"
@@ -24,11 +25,36 @@ apply_telemetry_policy(_settings)
 holder = ModelHolder(
     os.environ.get(MODEL_ENV, ""), os.environ.get(ALIAS_ENV, "champion"), _settings
 )
+# BentoML's own request metrics do not know models and versions; these do.
+_requests = bentoml.metrics.Counter(
+    name="workbench_score_requests",
+    documentation="Scoring requests answered, by model and version",
+    labelnames=["model", "version"],
+)
+_records = bentoml.metrics.Counter(
+    name="workbench_scored_records",
+    documentation="Records scored, by model and version",
+    labelnames=["model", "version"],
+)
+_latency = bentoml.metrics.Histogram(
+    name="workbench_score_seconds",
+    documentation="Time to answer a scoring request",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+def _observe(scorer: Scorer, records: int, seconds: float) -> None:
+    _requests.labels(model=scorer.name, version=scorer.version).inc()
+    _records.labels(model=scorer.name, version=scorer.version).inc(records)
+    _latency.observe(seconds)
+
+
 app = create_app(
     holder,
     admin_token=_settings.admin_secret(),
     max_records=_settings.serving_max_records,
     max_body_bytes=_settings.serving_max_body_bytes,
+    observe=_observe,
 )
 
 
