@@ -49,7 +49,12 @@ def test_fast_path_scores_equal_the_models_own_predictions(scorer: Scorer) -> No
 
     expected = scorer.model.predict_proba(pd.DataFrame(records))[:, 1]
     assert scorer.explains
+    assert scorer._fast is not None
+    assert scorer._fast.from_leaves  # one LightGBM call gives scores and reasons
     np.testing.assert_array_equal([r["score"] for r in results], expected)
+    np.testing.assert_array_equal(
+        [r["score"] for r in scorer.score(records, reasons=False)], expected
+    )
 
 
 def test_one_extreme_feature_is_the_top_reason_with_its_text(scorer: Scorer) -> None:

@@ -8,6 +8,9 @@ credited to the split's feature. That depends only on the leaf reached, so it is
 tabulated once per model and a record's contributions are a sum of table rows: about
 as cheap as the prediction, where LightGBM's exact SHAP values (``pred_contrib``) cost
 milliseconds a record. The contributions add up to the raw score, like SHAP values.
+With reasons, LightGBM is asked only for the leaf each tree reaches: the score is the
+sum of those leaves' outputs, added in LightGBM's order, which gives its own scores to
+the bit (checked when the model is loaded; otherwise LightGBM scores them).
 
 Any other classifier is scored through a DataFrame and its ``predict_proba``; such a
 model gives no reasons.
@@ -141,8 +144,7 @@ class Scorer:
             contributions = None
         else:
             matrix = self._fast.matrix(records)
-            probabilities = self._fast.scores(matrix)
-            contributions = self._fast.contributions(matrix) if reasons else None
+            probabilities, contributions = self._fast.predict(matrix, reasons=reasons)
         results = []
         for row, record in enumerate(records):
             result: dict[str, Any] = {
@@ -191,9 +193,39 @@ class _FastLightGBM:
     codes: dict[str, dict[str, float]]  # category -> code, per string column
     paths: np.ndarray = field(init=False)  # (trees, leaves, features) path attributions
     bias: float = field(init=False)  # sum of the root values
+    leaf_values: np.ndarray = field(init=False)  # (trees, leaves) outputs
+    from_leaves: bool = field(init=False)  # scores from leaf_values equal LightGBM's
 
     def __post_init__(self) -> None:
-        self.paths, self.bias = _path_table(self.booster.dump_model(), len(self.columns))
+        dumped = self.booster.dump_model()
+        self.paths, self.bias, self.leaf_values = _tables(dumped, len(self.columns))
+        self.from_leaves = dumped.get("objective", "").startswith("binary") and self._agrees()
+
+    def _agrees(self) -> bool:
+        # One LightGBM call (leaf indices) then gives both score and reasons; trust it
+        # only where it reproduces LightGBM's own scores bit for bit.
+        probe = np.random.default_rng(0).normal(0, 100, size=(64, len(self.columns)))
+        probe[:8] = 0.0
+        leaves = self._leaves(probe)
+        return bool(np.array_equal(self._leaf_scores(leaves), self.scores(probe)))
+
+    def _leaves(self, matrix: np.ndarray) -> np.ndarray:
+        leaves = self.booster.predict(matrix, pred_leaf=True, num_threads=1)
+        return np.asarray(leaves, dtype=np.int64).reshape(len(matrix), -1)
+
+    def _leaf_scores(self, leaves: np.ndarray) -> np.ndarray:
+        outputs = self.leaf_values[np.arange(self.leaf_values.shape[0]), leaves]
+        # Summed tree by tree, in LightGBM's order, so the result is the same to the bit.
+        raw = np.cumsum(outputs, axis=1)[:, -1]
+        return 1.0 / (1.0 + np.exp(-raw))
+
+    def predict(self, matrix: np.ndarray, *, reasons: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores and, with ``reasons``, per-feature contributions to the raw score."""
+        if not reasons:
+            return self.scores(matrix), None
+        leaves = self._leaves(matrix)
+        scores = self._leaf_scores(leaves) if self.from_leaves else self.scores(matrix)
+        return scores, self._contributions(leaves)
 
     @classmethod
     def build(cls, model: Any, fields: Sequence[Field]) -> _FastLightGBM | None:
@@ -233,15 +265,17 @@ class _FastLightGBM:
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score, one row per record."""
-        leaves = np.asarray(self.booster.predict(matrix, pred_leaf=True, num_threads=1))
-        trees = np.arange(self.paths.shape[0])
-        return self.paths[trees, leaves.reshape(len(matrix), -1)].sum(axis=1)
+        return self._contributions(self._leaves(matrix))
+
+    def _contributions(self, leaves: np.ndarray) -> np.ndarray:
+        return self.paths[np.arange(self.paths.shape[0]), leaves].sum(axis=1)
 
 
-def _path_table(dumped: dict[str, Any], features: int) -> tuple[np.ndarray, float]:
+def _tables(dumped: dict[str, Any], features: int) -> tuple[np.ndarray, float, np.ndarray]:
     trees = dumped["tree_info"]
     leaves = max(tree["num_leaves"] for tree in trees)
     table = np.zeros((len(trees), leaves, features))
+    outputs = np.zeros((len(trees), leaves))
     bias = 0.0
     for index, tree in enumerate(trees):
         root = tree["tree_structure"]
@@ -252,12 +286,13 @@ def _path_table(dumped: dict[str, Any], features: int) -> tuple[np.ndarray, floa
             node, credit = stack.pop()
             if "split_feature" not in node:
                 table[index, node.get("leaf_index", 0)] = credit
+                outputs[index, node.get("leaf_index", 0)] = node["leaf_value"]
                 continue
             for child in (node["left_child"], node["right_child"]):
                 step = credit.copy()
                 step[node["split_feature"]] += _node_value(child) - _node_value(node)
                 stack.append((child, step))
-    return table, bias
+    return table, bias, outputs
 
 
 def _node_value(node: dict[str, Any]) -> float:
