@@ -78,6 +78,17 @@ def test_contributions_add_up_to_the_raw_score(scorer: Scorer) -> None:
     np.testing.assert_allclose(fast.contributions(matrix).sum(axis=1) + fast.bias, raw)
 
 
+def test_batches_get_the_same_contributions_as_single_records(scorer: Scorer) -> None:
+    fast = scorer._fast
+    assert fast is not None
+    matrix = fast.matrix([_record(signal=s, kind=k) for s in np.linspace(-3, 3, 10) for k in "abc"])
+
+    together = fast.contributions(matrix)
+    one_by_one = np.vstack([fast.contributions(matrix[i : i + 1]) for i in range(len(matrix))])
+
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     ("record", "field", "error"),
     [
