@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 import platform
 import resource
@@ -31,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import _machine
 
 from workbench import datasets
 from workbench.features import CARD_FRAUD, MEAN_FLOOR, NO_HISTORY, NO_PREVIOUS
@@ -125,16 +126,8 @@ def same_values(ours: pd.DataFrame, theirs: pd.DataFrame) -> str:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as info:
-        memory = int(info.readline().split()[1]) * 1024
     return (
-        f"{os.cpu_count()} cores, {model}, {memory / 1024**3:.0f} GiB RAM; "
+        f"{_machine.describe()}; "
         f"Python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}"
     )
 

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _machine
+
 if TYPE_CHECKING:
     from workbench.settings import Settings
 
@@ -559,15 +561,7 @@ def write_body(work: Path, contender: Contender, kind: str, records: list[dict])
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as info:
-        memory = int(info.readline().split()[1]) * 1024
-    return f"{os.cpu_count()} cores, {model}, {memory / 1024**3:.0f} GiB RAM"
+    return _machine.describe()
 
 
 def packages() -> str:
