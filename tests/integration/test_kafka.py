@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import defaultdict
 
@@ -85,6 +86,22 @@ def test_tail_reads_back_what_was_published_with_its_position(services: Settings
     assert {"partition", "offset", "timestamp", "key"} <= set(everything.columns)
     assert len(last) == 10
     assert set(last["event_id"]) <= set(sent["event_id"])
+
+
+def test_publish_paces_events_to_the_rate_asked_for(services: Settings) -> None:
+    topic = _topic(services)
+    started = time.monotonic()
+
+    delivered = wb.publish([{"n": i} for i in range(40)], topic, rate=80, progress=False)
+
+    # 40 events at 80 a second cannot all leave in less than (40 - 1) / 80 s.
+    assert delivered == 40
+    assert time.monotonic() - started >= 39 / 80
+
+
+def test_a_non_positive_rate_is_refused(services: Settings) -> None:
+    with pytest.raises(wb.DataError, match=r"rate must be a positive number"):
+        wb.publish([{"n": 1}], "transactions", rate=0, progress=False)
 
 
 def test_topics_lists_partitions_and_message_counts(services: Settings) -> None:
