@@ -38,6 +38,7 @@ from workbench.errors import DataError, WorkbenchError
 __all__ = [
     "CARD_FRAUD",
     "CREDIT",
+    "CREDIT_RISK_DIRECTIONS",
     "DEFINITIONS",
     "LOAN_APR",
     "LOAN_TERM_MONTHS",
@@ -902,6 +903,27 @@ payments of the requested amount (:data:`LOAN_APR` over :data:`LOAN_TERM_MONTHS`
 months) over the yearly income; ``total_debt_to_income`` adds ``debt_to_income``;
 ``log_income`` is ``log(1 + income)``; ``has_delinquency`` is 1 if ``delinquencies > 0``.
 """
+
+
+#: How each credit feature may move the default score: +1 only up, -1 only down. Pass
+#: it as ``wb.classifier(X, monotone=CREDIT_RISK_DIRECTIONS)`` so that the decline
+#: reasons read true ("income is low" never explains a high score from a high income).
+CREDIT_RISK_DIRECTIONS: Mapping[str, int] = MappingProxyType(
+    {
+        "income": -1,
+        "log_income": -1,
+        "debt_to_income": 1,
+        "utilisation": 1,
+        "delinquencies": 1,
+        "has_delinquency": 1,
+        "months_on_file": -1,
+        "inquiries_6m": 1,
+        "requested_amount": 1,
+        "loan_to_income": 1,
+        "payment_to_income": 1,
+        "total_debt_to_income": 1,
+    }
+)
 
 
 DEFINITIONS: Mapping[str, FeatureDefinition] = MappingProxyType(

@@ -33,11 +33,19 @@ def categorical_columns(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def classifier(X: pd.DataFrame, kind: str = "lightgbm", **params: Any) -> Pipeline:
+def classifier(
+    X: pd.DataFrame,
+    kind: str = "lightgbm",
+    *,
+    monotone: Mapping[str, int] | None = None,
+    **params: Any,
+) -> Pipeline:
     """An unfitted classifier for ``X``'s columns: string columns are encoded, numbers pass.
 
     ``kind`` is ``"lightgbm"`` (LightGBM's LGBMClassifier) or ``"hist_gradient_boosting"``
-    (scikit-learn's). ``params`` go to the classifier. Fit it with ``.fit(X, y)``.
+    (scikit-learn's). ``monotone`` maps numeric columns to +1 (the score may only rise
+    with the value) or -1 (only fall), which keeps decline reasons truthful: "income is
+    low" is then never the reason for a high score. ``params`` go to the classifier.
 
     >>> model = wb.classifier(X_train, n_estimators=200).fit(X_train, y_train)
     """
@@ -46,6 +54,8 @@ def classifier(X: pd.DataFrame, kind: str = "lightgbm", **params: Any) -> Pipeli
     from sklearn.preprocessing import OrdinalEncoder
 
     strings = categorical_columns(X)
+    if monotone:
+        params = {**params, **_monotone_params(kind, X, strings, monotone)}
     encode = ColumnTransformer(
         [
             (
@@ -58,6 +68,22 @@ def classifier(X: pd.DataFrame, kind: str = "lightgbm", **params: Any) -> Pipeli
         verbose_feature_names_out=False,
     ).set_output(transform="pandas")
     return Pipeline([("encode", encode), ("model", _estimator(kind, strings, params))])
+
+
+def _monotone_params(
+    kind: str, X: pd.DataFrame, strings: list[str], monotone: Mapping[str, int]
+) -> dict[str, Any]:
+    unknown = [c for c in monotone if c not in X.columns]
+    if unknown:
+        raise DataError(f"monotone names columns that X does not have: {unknown}")
+    wrong = [c for c in monotone if c in strings or monotone[c] not in (-1, 0, 1)]
+    if wrong:
+        raise DataError(f"monotone constraints need numeric columns and -1, 0 or +1; check {wrong}")
+    # The encoder puts the string columns first, then the others in X's order.
+    order = strings + [str(c) for c in X.columns if c not in strings]
+    if kind == "lightgbm":
+        return {"monotone_constraints": [int(monotone.get(c, 0)) for c in order]}
+    return {"monotonic_cst": {c: int(v) for c, v in monotone.items()}}
 
 
 def _estimator(kind: str, strings: list[str], params: dict[str, Any]) -> Any:

@@ -36,6 +36,26 @@ def test_the_classifier_learns_from_numbers_and_strings(
     assert modeling.evaluate(target, score)["auc"] > 0.95
 
 
+@pytest.mark.parametrize("kind", ["lightgbm", "hist_gradient_boosting"])
+def test_a_monotone_column_only_ever_raises_the_score(
+    frame: pd.DataFrame, target: pd.Series, kind: str
+) -> None:
+    noisy = target.sample(frac=1.0, random_state=2).to_numpy()  # no real relation left
+    model = wb.classifier(frame, kind=kind, monotone={"amount": 1}).fit(frame, noisy)
+    row = frame.iloc[[0] * 50].assign(amount=np.linspace(0, 500, 50))
+
+    score = modeling.scores(model, row)
+
+    assert np.all(np.diff(score) >= 0)
+
+
+def test_monotone_constraints_must_name_numeric_columns(frame: pd.DataFrame) -> None:
+    with pytest.raises(wb.DataError, match=r"does not have: \['nope'\]"):
+        wb.classifier(frame, monotone={"nope": 1})
+    with pytest.raises(wb.DataError, match=r"check \['channel'\]"):
+        wb.classifier(frame, monotone={"channel": 1})
+
+
 def test_metrics_match_their_definitions_on_a_known_score() -> None:
     y = np.array([0, 0, 0, 0, 1, 1, 0, 1])
     score = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.8, 0.9, 0.95])
