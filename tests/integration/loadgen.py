@@ -30,7 +30,9 @@ async def _one(client: httpx.AsyncClient, url: str, body: bytes, due: float, out
 
 async def _run(url: str, body: bytes, rate: float, seconds: float) -> list[dict]:
     results: list[dict] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # Idle connections are dropped by the client before the server's keep-alive timeout
+    # (uvicorn: 5 s) can close them under a request in flight.
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=10, limits=limits) as client:
         tasks = []
         started = time.time()
