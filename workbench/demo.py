@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workbench import events, stack, tracking
+from workbench.settings import Settings
 from workbench.settings import settings as read_settings
 
 log = logging.getLogger(__name__)
@@ -119,10 +120,10 @@ def _train_once(console: Console, notebook: str, name: str) -> None:
     console.print(table)
 
 
-def _log_smoke_run(settings: object) -> tuple[str, str]:
+def _log_smoke_run(settings: Settings) -> tuple[str, str]:
     import mlflow
 
-    tracking.client()
+    tracking.client(settings)
     mlflow.set_experiment("workbench-smoke")
     with mlflow.start_run(run_name="smoke") as active:
         mlflow.log_params({"purpose": "smoke", "rows": 5})
@@ -132,5 +133,5 @@ def _log_smoke_run(settings: object) -> tuple[str, str]:
             note.write_text("workbench smoke run\n")
             mlflow.log_artifact(str(note))
     experiment = active.info.experiment_id
-    uri = read_settings().mlflow_tracking_uri
+    uri = settings.mlflow_tracking_uri
     return active.info.run_id, f"{uri}/#/experiments/{experiment}/runs/{active.info.run_id}"

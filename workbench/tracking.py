@@ -207,7 +207,7 @@ def log_model(
     evaluation = modeling.evaluate(y, score) if y is not None else {}
     evaluation.update(metrics or {})
     trusted = _trusted_types(model)
-    client()
+    registry = client()
 
     tags = {
         "workbench.data_fingerprint": modeling.fingerprint(
@@ -230,7 +230,6 @@ def log_model(
         if own_run:
             mlflow.end_run()
 
-    registry = client()
     version = str(info.registered_model_version)
     for key, value in {
         **tags,
@@ -239,7 +238,7 @@ def log_model(
         registry.set_model_version_tag(name, version, key, value)
     registry.set_registered_model_alias(name, CHALLENGER, version)
     log.info("registered %s version %s as %s", name, version, CHALLENGER)
-    return _version(name, version)
+    return _version(registry, name, version)
 
 
 def _log(
@@ -325,8 +324,7 @@ def _requirements(model: Any) -> list[str]:
     return [f"{p}=={version(p)}" for p in packages]
 
 
-def _version(name: str, version: str) -> Version:
-    registry = client()
+def _version(registry: MlflowClient, name: str, version: str) -> Version:
     found = registry.get_model_version(name, version)
     metrics = {
         key.removeprefix("metric."): float(value)
@@ -395,7 +393,7 @@ def promote(
     target = registry.get_model_version(name, str(version))
     current = _holder(registry, name, alias)
     if current is not None and current.version == target.version:
-        return _version(name, target.version)
+        return _version(registry, name, target.version)
     if force and not reason:
         raise DataError("force=True needs a reason=... that is recorded with the promotion")
 
@@ -410,7 +408,7 @@ def promote(
     _remember_previous(registry, name, alias, current)
     registry.set_registered_model_alias(name, alias, target.version)
     log.info("%s: %s now points at version %s", name, alias, target.version)
-    return _version(name, target.version)
+    return _version(registry, name, target.version)
 
 
 def _holder(registry: Any, name: str, alias: str) -> Any:
@@ -473,4 +471,4 @@ def rollback(name: str, alias: str = CHAMPION) -> Version:
     if current is not None:
         registry.set_model_version_tag(name, current.version, "workbench.rolled_back", alias)
     log.info("%s: %s rolled back to version %s", name, alias, previous)
-    return _version(name, previous)
+    return _version(registry, name, previous)

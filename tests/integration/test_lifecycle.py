@@ -54,7 +54,7 @@ def test_a_training_notebook_registers_a_challenger_that_predicts_what_the_noteb
     name = notebook.parameters["model_name"]
 
     listing = wb.models(name)
-    version = tracking._version(name, str(listing.loc[0, "version"]))
+    version = tracking._version(tracking.client(), name, str(listing.loc[0, "version"]))
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
     sample = _sample(version)
     predicted = np.asarray(loaded.predict(sample.drop(columns="score")))[:, 1]

@@ -14,10 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from workbench.settings import Settings
-from workbench.stack.services import Address, Service
+from workbench.stack.services import Address, Service, http_ok
 
 
 @dataclass(frozen=True)
@@ -101,19 +99,12 @@ def service(deployment: Deployment) -> Service:
             str(deployment.port),
         ]
 
-    def healthy(settings: Settings) -> bool:
-        try:
-            response = httpx.get(f"{url(settings, deployment)}/readyz", timeout=1.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
-
     return Service(
         name=deployment.service,
         description=f"BentoML scoring service for {deployment.model}@{deployment.alias}",
         command=command,
         addresses=lambda s: [Address(host(s), deployment.port, "WORKBENCH_SERVING_URL")],
-        healthy=healthy,
+        healthy=lambda s: http_ok(f"{url(s, deployment)}/readyz"),
         environment=lambda s: {
             "WORKBENCH_SERVE_MODEL": deployment.model,
             "WORKBENCH_SERVE_ALIAS": deployment.alias,

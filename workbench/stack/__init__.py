@@ -114,7 +114,7 @@ def _reap_leftovers(service: Service, settings: Settings) -> None:
     # supervisord starts each service as a process group; when the leader was killed,
     # its children (uvicorn workers, say) may still hold the ports.
     pid_file = _pid_file(service, settings)
-    pid = _read_pid(pid_file)
+    pid = supervisor.read_pid(pid_file)
     if pid is None:
         return
     leftovers = [p for p in psutil.process_iter() if _group_of(p) == pid]
@@ -132,13 +132,6 @@ def _group_of(process: psutil.Process) -> int | None:
     try:
         return os.getpgid(process.pid)
     except OSError:
-        return None
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
         return None
 
 
@@ -262,12 +255,15 @@ def _orphan(service: Service, settings: Settings) -> psutil.Process | None:
     pid_file = _pid_file(service, settings)
     if not pid_file.exists():
         return None
-    try:
-        process = psutil.Process(int(pid_file.read_text().strip()))
-        if str(settings.home) in " ".join(process.cmdline()) or process.cwd() == str(settings.home):
-            return process
-    except (psutil.Error, ValueError, OSError):
-        pass
+    pid = supervisor.read_pid(pid_file)
+    if pid is not None:
+        try:
+            process = psutil.Process(pid)
+            home = str(settings.home)
+            if home in " ".join(process.cmdline()) or process.cwd() == home:
+                return process
+        except psutil.Error:
+            pass
     log.info("removing stale pid file %s", pid_file)
     pid_file.unlink(missing_ok=True)
     return None

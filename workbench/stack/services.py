@@ -86,7 +86,8 @@ def _tcp_open(address: Address, timeout: float = 0.5) -> bool:
         return False
 
 
-def _http_ok(url: str, timeout: float = 1.0) -> bool:
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when ``url`` answers 200 within ``timeout``; never raises."""
     try:
         return httpx.get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
@@ -128,7 +129,7 @@ MLFLOW = Service(
     description="MLflow tracking server and model registry (SQLite, local artifacts)",
     command=_mlflow_command,
     addresses=lambda s: [_url_address(s.mlflow_tracking_uri, "WORKBENCH_MLFLOW_TRACKING_URI")],
-    healthy=lambda s: _http_ok(f"{s.mlflow_tracking_uri}/health"),
+    healthy=lambda s: http_ok(f"{s.mlflow_tracking_uri}/health"),
     prepare=_mlflow_prepare,
     environment=lambda s: {
         # `mlflow server` looks for uvicorn on PATH.

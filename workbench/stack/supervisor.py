@@ -143,7 +143,7 @@ def running(settings: Settings) -> bool:
 def _clean_stale(settings: Settings) -> None:
     pid_file = pid_path(settings)
     if pid_file.exists():
-        pid = _read_pid(pid_file)
+        pid = read_pid(pid_file)
         if pid is not None and _is_supervisord(pid):
             raise ServiceError(
                 f"supervisord (pid {pid}) holds {pid_file} but does not answer on "
@@ -154,7 +154,8 @@ def _clean_stale(settings: Settings) -> None:
     socket_path(settings).unlink(missing_ok=True)
 
 
-def _read_pid(path: Path) -> int | None:
+def read_pid(path: Path) -> int | None:
+    """The pid in a pid file, or None when it is missing or unreadable."""
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
@@ -224,7 +225,7 @@ def shutdown(settings: Settings) -> None:
     if not running(settings):
         _clean_stale(settings)
         return
-    pid = _read_pid(pid_path(settings))
+    pid = read_pid(pid_path(settings))
     client(settings).supervisor.shutdown()
     if pid is not None:
         with contextlib.suppress(psutil.NoSuchProcess):
