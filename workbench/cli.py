@@ -53,7 +53,7 @@ def main(verbose: bool) -> None:
 @click.argument("services", nargs=-1)
 @_report_errors
 def up(services: tuple[str, ...]) -> None:
-    """Start the local stack (or the named SERVICES) and wait until healthy."""
+    """Start the local stack (or the named SERVICES or groups: airflow, lab, stream) and wait."""
     from workbench import stack
 
     statuses = stack.up(services or None)

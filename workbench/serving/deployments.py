@@ -101,6 +101,7 @@ def service(deployment: Deployment) -> Service:
 
     return Service(
         name=deployment.service,
+        group="serving",
         description=f"BentoML scoring service for {deployment.model}@{deployment.alias}",
         command=command,
         addresses=lambda s: [Address(host(s), deployment.port, "WORKBENCH_SERVING_URL")],

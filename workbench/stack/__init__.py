@@ -23,7 +23,7 @@ from workbench.errors import ServiceError
 from workbench.settings import Settings
 from workbench.settings import settings as read_settings
 from workbench.stack import supervisor
-from workbench.stack.services import SERVICES, Address, Service, services
+from workbench.stack.services import DEFAULT_GROUPS, SERVICES, Address, Service, services
 
 __all__ = ["SERVICES", "ServiceStatus", "down", "logs", "status", "up"]
 
@@ -46,25 +46,42 @@ class ServiceStatus:
         return asdict(self)
 
 
-def _select(names: Iterable[str] | None, settings: Settings) -> list[Service]:
+def _select(
+    names: Iterable[str] | None, settings: Settings, groups: Iterable[str] | None = None
+) -> list[Service]:
+    """The services named (a name may also be a group), or those of ``groups``."""
     known = services(settings)
-    chosen = list(names or known)
-    unknown = [name for name in chosen if name not in known]
+    if not names:
+        wanted = set(groups) if groups is not None else {s.group for s in known.values()}
+        return [service for service in known.values() if service.group in wanted]
+    by_group: dict[str, list[str]] = {}
+    for service in known.values():
+        by_group.setdefault(service.group, []).append(service.name)
+    chosen: list[str] = []
+    unknown = []
+    for name in names:
+        members = [name] if name in known else by_group.get(name)
+        if not members:
+            unknown.append(name)
+        chosen.extend(member for member in members or [] if member not in chosen)
     if unknown:
         raise ServiceError(
-            f"unknown service {', '.join(map(repr, unknown))}; the services are {', '.join(known)}"
+            f"unknown service {', '.join(map(repr, unknown))}; the services are "
+            f"{', '.join(known)} and the groups {', '.join(sorted(by_group))}"
         )
     return [known[name] for name in chosen]
 
 
 def up(names: Iterable[str] | None = None, settings: Settings | None = None) -> list[ServiceStatus]:
-    """Start the named services (default: all) and wait until each is healthy.
+    """Start the named services or groups and wait until each is healthy.
+
+    With no names, starts the default groups (Kafka, MLflow and the deployed models).
 
     A service that already runs is not started again. Raises :class:`ServiceError`
     naming the services that failed, with the last lines of their logs.
     """
     settings = settings or read_settings()
-    chosen = [s for s in _select(names, settings) if not _is_remote(s, settings)]
+    chosen = [s for s in _select(names, settings, DEFAULT_GROUPS) if not _is_remote(s, settings)]
     proxy = supervisor.ensure_running(settings)
 
     started = []

@@ -55,6 +55,9 @@ class Service:
     environment: Callable[[Settings], dict[str, str]] = field(default=lambda s: {})
     remote: Callable[[Settings], str | None] = field(default=lambda s: None)
     stop_timeout: int = 30
+    #: ``wb up`` with no names starts the services whose group is in DEFAULT_GROUPS;
+    #: the others start when their group or their own name is given (``wb up airflow``).
+    group: str = "core"
 
     def log_path(self, settings: Settings) -> Path:
         """Where the service's output goes."""
@@ -176,6 +179,9 @@ KAFKA = Service(
     stop_timeout=60,
 )
 
+
+#: The groups ``wb up`` starts when no service is named.
+DEFAULT_GROUPS = frozenset({"core", "serving"})
 
 SERVICES: dict[str, Service] = {service.name: service for service in (KAFKA, MLFLOW)}
 
