@@ -38,6 +38,12 @@ _ACCEPTS: dict[str, tuple[type, ...]] = {
     "integer": (int,),
     "boolean": (bool,),
 }
+# The exact Python types orjson gives for values a type accepts (bool is not a number).
+_EXACT: dict[str, frozenset[type]] = {
+    name: frozenset(t for t in accepted if t is not bool or name == "boolean")
+    for name, accepted in _ACCEPTS.items()
+}
+_MISSING = object()
 _TYPE_WORD = {
     "string": "a string",
     "double": "a number",
@@ -70,22 +76,38 @@ class Problem:
 
 def validate(records: Sequence[Any], fields: Sequence[Field]) -> list[Problem]:
     """Every problem of every record against the input fields; empty when all is well."""
-    known = {f.name for f in fields}
+    # A quick pass on exact types first: well-formed records, the usual case, cost a
+    # type lookup per field. Only a record that fails it is examined field by field.
+    exact = [(f.name, _EXACT.get(f.type)) for f in fields]
     problems: list[Problem] = []
     for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            problems.append(Problem(index, "", f"expected an object, got {_json_type(record)}"))
-            continue
-        for f in fields:
-            if f.name not in record:
-                problems.append(Problem(index, f.name, "field required"))
+        if type(record) is dict and len(record) == len(exact):
+            for name, types in exact:
+                value = record.get(name, _MISSING)
+                kind = type(value)
+                if types is None or kind not in types or (kind is float and value - value):
+                    break
+            else:
                 continue
-            problem = _check_value(record[f.name], f)
-            if problem:
-                problems.append(Problem(index, f.name, problem))
-        for name in record:
-            if name not in known:
-                problems.append(Problem(index, str(name), "unknown field"))
+        problems.extend(_problems(index, record, fields))
+    return problems
+
+
+def _problems(index: int, record: Any, fields: Sequence[Field]) -> list[Problem]:
+    if not isinstance(record, dict):
+        return [Problem(index, "", f"expected an object, got {_json_type(record)}")]
+    problems = []
+    for f in fields:
+        if f.name not in record:
+            problems.append(Problem(index, f.name, "field required"))
+            continue
+        problem = _check_value(record[f.name], f)
+        if problem:
+            problems.append(Problem(index, f.name, problem))
+    known = {f.name for f in fields}
+    problems.extend(
+        Problem(index, str(name), "unknown field") for name in record if name not in known
+    )
     return problems
 
 
@@ -130,6 +152,8 @@ class Scorer:
 
     def __post_init__(self) -> None:
         self._fast = _FastLightGBM.build(self.model, self.fields)
+        columns = self._fast.columns if self._fast else []
+        self._texts = [self.reason_texts.get(c, c.replace("_", " ")) for c in columns]
 
     @property
     def explains(self) -> bool:
@@ -146,47 +170,43 @@ class Scorer:
         else:
             matrix = self._fast.matrix(records)
             probabilities, contributions = self._fast.predict(matrix, reasons=reasons)
+        if contributions is None:
+            return [
+                {"score": score, "model": self.name, "version": self.version}
+                for score in probabilities.tolist()
+            ]
         # The features that push the score up most come first: those are the reasons a
         # payment is held or an applicant declined.
-        top = None
-        if contributions is not None:
-            top = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_REASONS]
-        results = []
-        for row, record in enumerate(records):
-            result: dict[str, Any] = {
-                "score": float(probabilities[row]),
+        top = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_REASONS]
+        pushes = np.take_along_axis(contributions, top, axis=1).tolist()
+        assert self._fast is not None
+        columns, texts = self._fast.columns, self._texts
+        return [
+            {
+                "score": score,
                 "model": self.name,
                 "version": self.version,
+                "reasons": [
+                    {
+                        "feature": columns[index],
+                        "value": record[columns[index]],
+                        "direction": "raises" if push > 0 else "lowers",
+                        "contribution": push,
+                        "text": texts[index],
+                    }
+                    for index, push in zip(indices, pushed, strict=True)
+                ],
             }
-            if contributions is not None and top is not None:
-                result["reasons"] = self._reasons(record, contributions[row], top[row])
-            results.append(result)
-        return results
+            for score, record, indices, pushed in zip(
+                probabilities.tolist(), records, top.tolist(), pushes, strict=True
+            )
+        ]
 
     def _slow_scores(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         import pandas as pd
 
         frame = pd.DataFrame.from_records(list(records), columns=[f.name for f in self.fields])
         return np.asarray(self.model.predict_proba(frame))[:, 1]
-
-    def _reasons(
-        self, record: Mapping[str, Any], contribution: np.ndarray, order: np.ndarray
-    ) -> list[dict]:
-        assert self._fast is not None
-        reasons = []
-        for index in order.tolist():
-            feature = self._fast.columns[index]
-            value = float(contribution[index])
-            reasons.append(
-                {
-                    "feature": feature,
-                    "value": record[feature],
-                    "direction": "raises" if value > 0 else "lowers",
-                    "contribution": round(value, 6),
-                    "text": self.reason_texts.get(feature, feature.replace("_", " ")),
-                }
-            )
-        return reasons
 
 
 @dataclass
@@ -204,6 +224,8 @@ class _FastLightGBM:
     def __post_init__(self) -> None:
         dumped = self.booster.dump_model()
         self.paths, self.bias, self.leaf_values = _tables(dumped, len(self.columns))
+        trees, width = self.leaf_values.shape
+        self._leaf_offsets = np.arange(trees) * width  # into the flattened leaf values
         self.from_leaves = dumped.get("objective", "").startswith("binary") and self._agrees()
 
     def _agrees(self) -> bool:
@@ -219,8 +241,9 @@ class _FastLightGBM:
         return np.asarray(leaves, dtype=np.int64).reshape(len(matrix), -1)
 
     def _leaf_scores(self, leaves: np.ndarray) -> np.ndarray:
-        outputs = self.leaf_values[np.arange(self.leaf_values.shape[0]), leaves]
-        # Summed tree by tree, in LightGBM's order, so the result is the same to the bit.
+        # A running sum along each row: one tree after another, in LightGBM's order, so
+        # the result is the same to the bit (a plain sum may pair terms up differently).
+        outputs = np.take(self.leaf_values, leaves + self._leaf_offsets)
         raw = np.cumsum(outputs, axis=1)[:, -1]
         return 1.0 / (1.0 + np.exp(-raw))
 
