@@ -605,6 +605,10 @@ def _window_start(t: np.ndarray, lower: np.ndarray, window: int) -> np.ndarray:
     return low
 
 
+CURRENCIES = ("EUR", "GBP", "USD", "PLN", "CHF", "SEK", "NOK", "DKK", "CZK", "HUF", "RON")
+"""Currencies the card scheme settles; a payment in another one is not scored."""
+
+
 def _card_initial() -> State:
     return {
         "card_id": None,
@@ -697,6 +701,7 @@ CARD_FRAUD = FeatureDefinition(
         "event_id": "str",
         "event_time": "datetime",
         "amount": "float",
+        "currency": "str",
         "merchant_id": "str",
         "mcc": "str",
         "country": "str",
@@ -733,7 +738,7 @@ CARD_FRAUD = FeatureDefinition(
         "country": "Country of the payment",
     },
     limits={"amount": (0.0, None)},
-    choices={"channel": ("pos", "ecom", "atm")},
+    choices={"channel": ("pos", "ecom", "atm"), "currency": CURRENCIES},
     batch=_card_batch,
     step=_card_step,
     initial=_card_initial,

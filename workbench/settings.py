@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     serving_poll_seconds: float = Field(2.0, gt=0, description="how often serving checks aliases")
     serving_max_records: int = Field(1000, ge=1, description="records per scoring request")
     serving_max_body_bytes: int = Field(1_048_576, ge=1024, description="request body limit")
+    stream_parallelism: int = Field(2, ge=1, le=64, description="parallelism of the stream job")
+    stream_checkpoint_ms: int = Field(
+        1000, ge=100, description="checkpoint interval; scores become visible per checkpoint"
+    )
+    stream_batch_size: int = Field(64, ge=1, le=1000, description="events per scoring request")
+    stream_max_in_flight: int = Field(4, ge=1, le=64, description="scoring requests at once")
+    stream_request_timeout: float = Field(2.0, gt=0, description="seconds per scoring request")
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -25,6 +25,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "WORKBENCH_KAFKA_CONTROLLER_PORT": str(free_port()),
         "WORKBENCH_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
         "WORKBENCH_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+        "WORKBENCH_FLINK_URL": f"http://127.0.0.1:{free_port()}",
     }
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)

@@ -36,6 +36,7 @@ def card_event(
         "event_id": event_id,
         "event_time": at,
         "amount": amount,
+        "currency": "GBP",
         "merchant_id": merchant,
         "mcc": "5411",
         "country": country,

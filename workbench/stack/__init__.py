@@ -23,7 +23,14 @@ from workbench.errors import ServiceError
 from workbench.settings import Settings
 from workbench.settings import settings as read_settings
 from workbench.stack import supervisor
-from workbench.stack.services import DEFAULT_GROUPS, SERVICES, Address, Service, services
+from workbench.stack.services import (
+    DEFAULT_GROUPS,
+    LOOPBACK,
+    SERVICES,
+    Address,
+    Service,
+    services,
+)
 
 __all__ = ["SERVICES", "ServiceStatus", "down", "logs", "status", "up"]
 
@@ -263,9 +270,20 @@ def down(names: Iterable[str] | None = None, settings: Settings | None = None) -
     for service in chosen:
         if _stop_orphan(service, settings):
             stopped.append(service.name)
+    for service in chosen:
+        if service.name in stopped:
+            _wait_ports_released(service, settings)
     if names is None:
         supervisor.shutdown(settings)
     return stopped
+
+
+def _wait_ports_released(service: Service, settings: Settings) -> None:
+    # A child of the service (the stream job's JVM) may outlive its leader by a moment.
+    deadline = time.monotonic() + service.stop_timeout
+    addresses = [a for a in service.addresses(settings) if a.host in LOOPBACK]
+    while time.monotonic() < deadline and not all(_port_free(a) for a in addresses):
+        time.sleep(0.2)
 
 
 def _orphan(service: Service, settings: Settings) -> psutil.Process | None:

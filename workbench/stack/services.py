@@ -58,6 +58,9 @@ class Service:
     #: ``wb up`` with no names starts the services whose group is in DEFAULT_GROUPS;
     #: the others start when their group or their own name is given (``wb up airflow``).
     group: str = "core"
+    #: Start the process again when it exits on its own (the stream job, which then
+    #: resumes from its latest checkpoint); otherwise a crash stays visible as down.
+    restart: bool = False
 
     def log_path(self, settings: Settings) -> Path:
         """Where the service's output goes."""
@@ -187,8 +190,12 @@ SERVICES: dict[str, Service] = {service.name: service for service in (KAFKA, MLF
 
 
 def services(settings: Settings) -> dict[str, Service]:
-    """The fixed services and one scoring service per deployed model."""
+    """The fixed services, one scoring service per deployed model and the stream job
+    once one is configured (``wb stream start``)."""
+    from workbench import stream
     from workbench.serving import deployments
 
-    deployed = [deployments.service(d) for d in deployments.load(settings).values()]
-    return {**SERVICES, **{service.name: service for service in deployed}}
+    found = [deployments.service(d) for d in deployments.load(settings).values()]
+    if stream.load(settings) is not None:
+        found.append(stream.STREAM)
+    return {**SERVICES, **{service.name: service for service in found}}

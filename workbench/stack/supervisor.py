@@ -79,11 +79,15 @@ def _program(service: Service, settings: Settings) -> str:
             f"directory={_quote(str(settings.home))}",
             f"environment={_environment(env)}",
             # workbench waits for health itself and reports failures; a crash stays
-            # visible as "down" until `wb up` starts the service again.
+            # visible as "down" until `wb up` starts the service again, unless the
+            # service asks to be restarted.
             "autostart=false",
-            "autorestart=false",
-            "startsecs=0",
-            "startretries=0",
+            *(
+                # Restarted when it exits, unless it keeps failing within 10 s of starting.
+                ["autorestart=unexpected", "exitcodes=0", "startsecs=10", "startretries=2"]
+                if service.restart
+                else ["autorestart=false", "startsecs=0", "startretries=0"]
+            ),
             "stopasgroup=true",
             "killasgroup=true",
             f"stopwaitsecs={service.stop_timeout}",
