@@ -252,10 +252,8 @@ def status(settings: Settings | None = None) -> StreamStatus:
         return StreamStatus(job.model, "stopped", settings.flink_url)
     info = found[0]
     counts: dict[str, Any] = {}
-    try:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
         counts = httpx.get(f"{settings.flink_url}/jobs/{info['jid']}/checkpoints", timeout=3).json()
-    except (httpx.HTTPError, ValueError):
-        pass
     completed = counts.get("counts", {}).get("completed", 0)
     latest = (counts.get("latest") or {}).get("completed") or {}
     return StreamStatus(

@@ -15,8 +15,8 @@ they are tested without Flink and run the same way in the job's Python workers:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import logging
 import threading
 import time
