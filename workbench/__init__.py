@@ -45,6 +45,7 @@ __all__ = [
     "rollback",
     "run_notebook",
     "settings",
+    "stream",
     "tail",
     "topics",
 ]
@@ -56,6 +57,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Version": ("workbench.tracking", "Version"),
     "classifier": ("workbench.modeling", "classifier"),
     "datasets": ("workbench.datasets", None),
+    "stream": ("workbench.stream", None),
     "deploy": ("workbench.serving", "deploy"),
     "rollback": ("workbench.serving", "rollback"),
     "experiment": ("workbench.tracking", "experiment"),
@@ -70,7 +72,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 if TYPE_CHECKING:
-    from workbench import datasets, features
+    from workbench import datasets, features, stream
     from workbench.events import publish, tail, topics
     from workbench.modeling import classifier
     from workbench.notebooks import NotebookFailed, run_notebook

@@ -177,6 +177,55 @@ def rollback(name: str) -> None:
     console.print(f"{name}: champion is version {current} again{where}")
 
 
+@main.group()
+def stream() -> None:
+    """The streaming job: Kafka transactions in, scores and dead letters out."""
+
+
+@stream.command("start")
+@click.argument("model")
+@click.option("--alias", default="champion", show_default=True, help="The alias to score with.")
+@click.option("--fresh", is_flag=True, help="Forget retained checkpoints; start from offsets.")
+@_report_errors
+def stream_start(model: str, alias: str, fresh: bool) -> None:
+    """Deploy MODEL and run the stream job that scores through it."""
+    from workbench import stream as streaming
+
+    console.print(f"starting the stream job for {model}@{alias} (a Flink start takes ~30 s)")
+    status = streaming.start(model, alias, fresh=fresh)
+    console.print(f"stream job {status.job_id} runs; web UI at {status.flink_url}")
+
+
+@stream.command("stop")
+@_report_errors
+def stream_stop() -> None:
+    """Stop the stream job; its checkpoints stay and the next start resumes from them."""
+    from workbench import stream as streaming
+
+    console.print("stopped" if streaming.stop() else "the stream job was not running")
+
+
+@stream.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_report_errors
+def stream_status(as_json: bool) -> None:
+    """Show whether the stream job runs, its checkpoints and its web UI."""
+    from dataclasses import asdict
+
+    from workbench import stream as streaming
+
+    status = streaming.status()
+    if as_json:
+        print(json.dumps(asdict(status)))
+        return
+    table = Table(show_header=False)
+    for key, value in asdict(status).items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+    if status.state != "running":
+        sys.exit(3)
+
+
 @main.command("run")
 @click.argument("notebook")
 @click.option(

@@ -28,6 +28,7 @@ def test_the_notebook_api_is_exactly_this() -> None:
         "rollback",
         "run_notebook",
         "settings",
+        "stream",
         "tail",
         "topics",
     ]
