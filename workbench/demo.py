@@ -56,6 +56,9 @@ def run(console: Console) -> None:
     # Serving: the fraud champion behind a local BentoML service, scoring a few payments.
     _deploy_and_score(console)
 
+    # Streaming: payments through Kafka and the Flink job, scores and dead letters back.
+    _stream(console, settings)
+
     table = Table("service", "state", "address", "log", title="where everything is")
     for service in stack.status(settings):
         table.add_row(service.name, service.state, service.address, service.log)
@@ -91,6 +94,53 @@ def _deploy_and_score(console: Console) -> None:
             f"{reason['text']} ({reason['feature']}={reason['value']})",
         )
     console.print(table)
+
+
+def _stream(console: Console, settings: Settings, count: int = 2_000, poison: int = 20) -> None:
+    import numpy as np
+
+    from workbench import datasets
+    from workbench import stream as streaming
+
+    console.print("starting the stream job for card-fraud (a Flink start takes ~30 s) ...")
+    status = streaming.start("card-fraud", settings=settings)
+    console.print(f"  stream job {status.job_id}, Flink web UI {status.flink_url}")
+
+    # Cards and ids of their own, so each demo run is new history for the job's state.
+    run = f"demo{time.strftime('%H%M%S')}"
+    payments = datasets.card_transactions(count, seed=int(time.time()) % 10_000)
+    payments = payments.drop(columns=["is_fraud"]).sort_values(["event_time", "event_id"])
+    payments["card_id"] = run + "-" + payments["card_id"]
+    payments["event_id"] = run + "-" + payments["event_id"]
+    bad = payments.head(poison).assign(
+        amount=-1.0, event_id=[f"{run}-bad-{i}" for i in range(poison)]
+    )
+    events.publish(
+        pd.concat([payments, bad]), events.TRANSACTIONS, key="card_id", rate=1_000,
+        progress=False, settings=settings,
+    )  # fmt: skip
+    wanted = set(payments["event_id"])
+    deadline = time.monotonic() + 120
+    scores = pd.DataFrame()
+    while time.monotonic() < deadline:
+        found = events.tail(events.SCORES, timeout=10, settings=settings)
+        if "event_id" in found:
+            scores = found[found["event_id"].isin(wanted)].drop_duplicates("event_id")
+        if len(scores) >= len(wanted):
+            break
+        time.sleep(1)
+    dead = events.tail(events.DEAD_LETTERS, timeout=10, settings=settings)
+    if "original_text" in dead:
+        dead = dead[dead["original_text"].str.contains(f"{run}-bad-", na=False, regex=False)]
+    latency = (scores["scored_time"] - scores["published_time"]).to_numpy(dtype=float)
+    p50, p99 = np.percentile(latency, [50, 99]) if len(latency) else (float("nan"),) * 2
+    console.print(
+        f"stream: {len(scores):,} of {len(wanted):,} payments scored, {len(dead)} of {poison} "
+        f"malformed ones in {events.DEAD_LETTERS!r}; publish to score p50 {p50:.0f} ms, "
+        f"p99 {p99:.0f} ms (scores are visible once the job commits, about once a second)"
+    )
+    if len(scores) < len(wanted) or len(dead) < poison:
+        raise RuntimeError("the stream job did not score every payment; `wb logs stream` shows why")
 
 
 def _train_once(console: Console, notebook: str, name: str) -> None:
