@@ -244,11 +244,9 @@ def plain_loop(current: Settings, url: str, stop: threading.Event, group: str) -
 
 
 def run_plain(current: Settings, url: str, backlog: Any, live: Any, rate: float) -> Figures:
-    from confluent_kafka.admin import NewTopic
+    from workbench.events import ensure_topics
 
-    from workbench.events import admin
-
-    admin(current).create_topics([NewTopic(PLAIN_OUT, 3, 1)])[PLAIN_OUT].result()
+    ensure_topics([PLAIN_OUT], settings=current)
     figures = Figures("plain loop")
     prefix = backlog["event_id"].iloc[0].split("-")[0]
     reader = Reader(current, PLAIN_OUT, prefix)

@@ -17,8 +17,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,3 +252,49 @@ def test_streaming_features_equal_pandas_features(run: Run) -> None:
             np.testing.assert_allclose(streamed[column], expected[column], rtol=1e-9, atol=1e-9)
         else:
             assert streamed[column].tolist() == expected[column].tolist(), column
+
+
+def test_wb_stream_status_reports_the_running_job(run: Run) -> None:
+    from tests.conftest import run_wb
+
+    result = run_wb("stream", "status", "--json")
+
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert (status["state"], status["model"]) == ("running", run.model)
+    assert status["job_id"] == run.job_after_kill
+    assert status["checkpoints"] > 0
+
+
+def test_the_stream_notebook_publishes_reads_scores_and_shows_dead_letters(
+    run: Run, tmp_path: Path
+) -> None:
+    executed = wb.run_notebook(
+        "stream_card_fraud",
+        {"model_name": run.model, "events": 400, "rate": 400, "poison": 6},
+        tmp_path / "stream.ipynb",
+        progress=False,
+    )
+
+    cells = nbformat.read(executed.output, as_version=4).cells
+    printed = "".join(
+        output.get("text", "")
+        for cell in cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "400 of 400 payments scored" in printed
+    assert any(
+        "image/png" in output.get("data", {})
+        for cell in cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    tables = [
+        output["data"].get("text/plain", "")
+        for cell in cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.get("output_type") == "execute_result"
+    ]
+    assert any("should be within" in table or "should be one of" in table for table in tables)
