@@ -245,7 +245,9 @@ class _FastLightGBM:
         # the result is the same to the bit (a plain sum may pair terms up differently).
         outputs = np.take(self.leaf_values, leaves + self._leaf_offsets)
         raw = np.cumsum(outputs, axis=1)[:, -1]
-        return 1.0 / (1.0 + np.exp(-raw))
+        # The C library's exp, as LightGBM's own sigmoid uses: numpy's vectorised exp
+        # can differ from it in the last bit on some processors.
+        return np.array([1.0 / (1.0 + math.exp(-value)) for value in raw.tolist()])
 
     def predict(self, matrix: np.ndarray, *, reasons: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores and, with ``reasons``, per-feature contributions to the raw score."""
