@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     stream_batch_size: int = Field(64, ge=1, le=1000, description="events per scoring request")
     stream_max_in_flight: int = Field(4, ge=1, le=64, description="scoring requests at once")
     stream_request_timeout: float = Field(2.0, gt=0, description="seconds per scoring request")
+    airflow_retries: int = Field(2, ge=0, le=20, description="retries of a failed DAG task")
+    airflow_retry_delay: float = Field(
+        300.0, ge=0, description="seconds between a failed DAG task and its retry"
+    )
+    airflow_schedules: bool = Field(
+        True, description="DAGs run on their schedules (off: only triggers and asset events)"
+    )
+    batch_database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the batch results (default: SQLite in the home)"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -190,12 +190,14 @@ SERVICES: dict[str, Service] = {service.name: service for service in (KAFKA, MLF
 
 
 def services(settings: Settings) -> dict[str, Service]:
-    """The fixed services, one scoring service per deployed model and the stream job
-    once one is configured (``wb stream start``)."""
-    from workbench import stream
+    """The fixed services, Airflow's (group ``airflow``), one scoring service per deployed
+    model and the stream job once one is configured (``wb stream start``)."""
+    from workbench import airflow, stream
+    from workbench.lab import LAB
     from workbench.serving import deployments
 
-    found = [deployments.service(d) for d in deployments.load(settings).values()]
+    found = list(airflow.SERVICES)
+    found.extend(deployments.service(d) for d in deployments.load(settings).values())
     if stream.load(settings) is not None:
         found.append(stream.STREAM)
-    return {**SERVICES, **{service.name: service for service in found}}
+    return {**SERVICES, LAB.name: LAB, **{service.name: service for service in found}}
