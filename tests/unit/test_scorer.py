@@ -182,3 +182,24 @@ def test_concurrent_requests_are_scored_in_one_batch_with_their_own_results(
     assert len(calls) < 20
     for request, (result,) in zip(requests, results, strict=True):
         assert result["score"] == original(request)[0]["score"]
+
+
+def test_large_batches_scored_off_the_event_loop_keep_each_requests_own_results(
+    scorer: Scorer,
+) -> None:
+    from workbench.serving.app import Batcher
+
+    batcher = Batcher(max_rows=1000)
+    requests = [[_record(signal=s, count=i % 10) for s in np.linspace(-3, 3, 64)] for i in range(6)]
+    broken = [_record(count="x")]  # not validated here, so scoring raises
+
+    async def run() -> list[object]:
+        answers = [batcher.score(scorer, r, True) for r in requests]
+        return await asyncio.gather(*answers, return_exceptions=True)
+
+    results = asyncio.run(run())
+
+    for request, result in zip(requests, results, strict=True):
+        assert [r["score"] for r in result] == [r["score"] for r in scorer.score(request)]
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        asyncio.run(Batcher(max_rows=1000).score(scorer, broken * 200, True))

@@ -44,6 +44,9 @@ except ImportError:  # pragma: no cover - orjson is in the lab extra
 
 log = logging.getLogger(__name__)
 
+# Batches of at least this many rows are scored off the event loop.
+_THREAD_FROM = 128
+
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(_dumps(body), status, headers=headers, media_type="application/json")
@@ -53,12 +56,16 @@ def _error(status: int, message: str, **extra: Any) -> Response:
     return _json({"error": message, **extra}, status)
 
 
+# A queued request: its model version, records, whether to give reasons, its answer.
+_Queued = tuple[Scorer, list[dict], bool, "asyncio.Future[list[dict]]"]
+
+
 class Batcher:
     """Scores queued requests together, each on the model version it started with."""
 
     def __init__(self, max_rows: int) -> None:
         self.max_rows = max_rows
-        self._queue: deque[tuple[Scorer, list[dict], bool, asyncio.Future[list[dict]]]] = deque()
+        self._queue: deque[_Queued] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,11 +82,17 @@ class Batcher:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                self._score_batch(self._take())
-                # Let waiting requests enqueue before the next batch is taken.
-                await asyncio.sleep(0)
+                batch = self._take()
+                if sum(len(items) for _, items, _, _ in batch) < _THREAD_FROM:
+                    _deliver(batch, _score(batch))
+                    # Let waiting requests enqueue before the next batch is taken.
+                    await asyncio.sleep(0)
+                else:
+                    # LightGBM and numpy let go of the GIL: a large batch is scored
+                    # in a thread while this loop reads and checks the next requests.
+                    _deliver(batch, await asyncio.to_thread(_score, batch))
 
-    def _take(self) -> list[tuple[Scorer, list[dict], bool, asyncio.Future[list[dict]]]]:
+    def _take(self) -> list[_Queued]:
         batch = [self._queue.popleft()]
         rows = len(batch[0][1])
         while self._queue and rows + len(self._queue[0][1]) <= self.max_rows:
@@ -90,23 +103,26 @@ class Batcher:
             rows += len(item[1])
         return batch
 
-    def _score_batch(
-        self, batch: list[tuple[Scorer, list[dict], bool, asyncio.Future[list[dict]]]]
-    ) -> None:
-        scorer, _, reasons, _ = batch[0]
-        records = [record for _, items, _, _ in batch for record in items]
-        try:
-            results = scorer.score(records, reasons=reasons)
-        except Exception as exc:  # one bad batch must not stop the loop
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        start = 0
-        for _, items, _, future in batch:
-            if not future.done():
-                future.set_result(results[start : start + len(items)])
-            start += len(items)
+
+def _score(batch: list[_Queued]) -> list[dict] | Exception:
+    scorer, _, reasons, _ = batch[0]
+    records = [record for _, items, _, _ in batch for record in items]
+    try:
+        return scorer.score(records, reasons=reasons)
+    except Exception as exc:  # one bad batch must not stop the loop
+        return exc
+
+
+def _deliver(batch: list[_Queued], results: list[dict] | Exception) -> None:
+    start = 0
+    for _, items, _, future in batch:
+        if future.done():  # the client went away
+            pass
+        elif isinstance(results, Exception):
+            future.set_exception(results)
+        else:
+            future.set_result(results[start : start + len(items)])
+        start += len(items)
 
 
 class Latency:
