@@ -3,7 +3,8 @@
 Runs ``notebooks/train_credit.ipynb`` (registers a new version as ``challenger``), then
 ``notebooks/evaluate.ipynb``, which compares challenger and champion on a fresh holdout
 (AUC, Gini, KS, stability of the score distribution) and moves ``champion`` only
-through ``wb.promote``'s gate. ``conf={"train": {...}}`` overrides training parameters.
+through ``wb.promote``'s gate (held-out AUC no worse than the champion's).
+``conf={"train": {...}}`` overrides training parameters.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ with DAG(
         "train": Param({}, type="object"),
         "holdout_rows": Param(20_000, type="integer", minimum=1_000),
         "holdout_seed": Param(101, type="integer"),
-        "max_psi": Param(0.25, type="number", minimum=0),
     },
     default_args={
         "retries": current.airflow_retries,
@@ -56,7 +56,6 @@ with DAG(
             "model_name": params["model_name"],
             "holdout_rows": params["holdout_rows"],
             "holdout_seed": params["holdout_seed"],
-            "max_psi": params["max_psi"],
         }
         return scheduled.run_notebook_task("evaluate", parameters, context)
 

@@ -59,6 +59,13 @@ def database_url(settings: Settings | None = None) -> str:
     return f"sqlite:///{settings.home / 'batch' / 'scores.db'}"
 
 
+def database_label(settings: Settings | None = None) -> str:
+    """The results database's URL with any password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url(settings)).render_as_string(hide_password=True)
+
+
 def _iso(run_date: str | date) -> str:
     try:
         return date.fromisoformat(str(run_date)).isoformat()

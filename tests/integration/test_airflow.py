@@ -204,3 +204,34 @@ def test_an_input_file_landing_starts_batch_score_for_its_date(
 
     assert new[0]["run_type"] == "asset_triggered"
     assert len(batch.read_scores("2026-03-03")) == 500
+
+
+def _retrain(client: airflow.Client, name: str, train: dict[str, Any]) -> str:
+    run_id = client.trigger(
+        "retrain", {"model_name": name, "train": {"rows": 8_000, **train}, "holdout_rows": 5_000}
+    )
+    client.wait("retrain", run_id, timeout=600)
+    return run_id
+
+
+def test_retrain_keeps_the_champion_against_a_worse_challenger_and_moves_it_for_a_better_one(
+    client: airflow.Client, credit_model: str
+) -> None:
+    # The champion (version 1) has 40 trees; one stump is worse, 150 trees better.
+    registry = tracking.client()
+    _retrain(client, credit_model, {"n_estimators": 1, "num_leaves": 2})
+    after_worse = registry.get_model_version_by_alias(credit_model, "champion").version
+    worse = registry.get_model_version(credit_model, "2")
+
+    run_id = _retrain(client, credit_model, {"n_estimators": 150})
+    after_better = registry.get_model_version_by_alias(credit_model, "champion").version
+    better = registry.get_model_version(credit_model, "3")
+    evaluated = client.result("retrain", run_id, "evaluate")
+
+    assert after_worse == "1"
+    assert worse.tags["workbench.evaluation"].startswith("kept: refused")
+    assert float(worse.tags["metric.auc"]) < float(better.tags["metric.auc"])
+    assert after_better == "3"
+    assert better.tags["workbench.evaluation"] == "promoted version 3"
+    assert "workbench.psi_vs_champion" in better.tags
+    assert Path(evaluated["output_notebook"]).name == "evaluate-try1.ipynb"
