@@ -14,12 +14,13 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help envs jars up down status demo test check lint typecheck pytest clean
+.PHONY: help envs jars up airflow down status demo test check lint typecheck pytest clean
 
 help:
 	@echo "make demo    set up everything (uv, environments, jars), start the stack, run the demo"
 	@echo "make test    lint, type checks and the whole test suite (starts its own services)"
 	@echo "make up / make down / make status   the local stack"
+	@echo "make airflow Airflow 3 (api-server, scheduler, dag-processor) on 127.0.0.1:8080"
 	@echo "make envs    sync the lab, airflow and flink environments from uv.lock"
 	@echo "make jars    fetch the Kafka broker and Flink connector from Maven Central"
 
@@ -46,6 +47,9 @@ jars: $(VENVS)/lab/.synced
 
 up: envs jars
 	$(LAB)/wb up
+
+airflow: envs
+	$(LAB)/wb up airflow
 
 down:
 	@if [ -x $(LAB)/wb ]; then $(LAB)/wb down; else echo "nothing to stop"; fi

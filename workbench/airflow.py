@@ -306,9 +306,10 @@ class Client:
                         f"{errors[0]['stack_trace'][-800:]}"
                     ) from None
                 if time.monotonic() > deadline:
+                    known = sorted(d["dag_id"] for d in self.api("GET", "/dags")["dags"])
                     raise ServiceUnavailable(
-                        f"Airflow has not parsed DAG {dag_id!r} within {timeout:g} s; "
-                        "see `wb logs airflow-dag-processor`"
+                        f"Airflow has not parsed a DAG {dag_id!r} within {timeout:g} s (it "
+                        f"knows {known}); see `wb logs airflow-dag-processor`"
                     ) from None
             time.sleep(1)
 

@@ -59,6 +59,9 @@ def run(console: Console) -> None:
     # Streaming: payments through Kafka and the Flink job, scores and dead letters back.
     _stream(console, settings)
 
+    # Batch: Airflow runs the batch_score notebook for yesterday through Papermill.
+    _batch_score(console, settings)
+
     table = Table("service", "state", "address", "log", title="where everything is")
     for service in stack.status(settings):
         table.add_row(service.name, service.state, service.address, service.log)
@@ -141,6 +144,34 @@ def _stream(console: Console, settings: Settings, count: int = 2_000, poison: in
     )
     if len(scores) < len(wanted) or len(dead) < poison:
         raise RuntimeError("the stream job did not score every payment; `wb logs stream` shows why")
+
+
+def _batch_score(console: Console, settings: Settings, rows: int = 20_000) -> None:
+    import datetime as dt
+
+    from workbench import airflow, batch
+
+    console.print("starting Airflow (api-server, scheduler, dag-processor) ...")
+    stack.up(["airflow"], settings)
+    day = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    batch.land_input(day, rows, seed=int(time.time()) % 10_000, settings=settings)
+    client = airflow.Client.connect(settings)
+    run_id = client.trigger("batch_score", {"run_date": day})
+    console.print(f"batch_score run {run_id} for {day} triggered through the REST API ...")
+    client.wait("batch_score", run_id)
+    result = client.result("batch_score", run_id, "score")
+    written = batch.read_scores(day)
+    console.print(
+        f"batch_score: {len(written):,} rows for {day} in {batch.TABLE} "
+        f"({batch.database_label(settings)}); output notebook {result['output_notebook']}, "
+        f"MLflow run {result['mlflow_run_id']}",
+        highlight=False,
+    )
+    login = airflow.credentials(settings)
+    if login is not None:
+        console.print(
+            f"Airflow UI: {settings.airflow_url} (user {login[0]}, password in `wb status`)"
+        )
 
 
 def _train_once(console: Console, notebook: str, name: str) -> None:
