@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help envs jars up airflow down status demo test check lint typecheck pytest clean
+.PHONY: help envs jars chromium wrk up airflow lab down status demo test bench check lint typecheck pytest clean
 
 help:
 	@echo "make demo    set up everything (uv, environments, jars), start the stack, run the demo"
@@ -23,6 +23,9 @@ help:
 	@echo "make airflow Airflow 3 (api-server, scheduler, dag-processor) on 127.0.0.1:8080"
 	@echo "make envs    sync the lab, airflow and flink environments from uv.lock"
 	@echo "make jars    fetch the Kafka broker and Flink connector from Maven Central"
+	@echo "make lab     JupyterLab on 127.0.0.1:8888 (token printed by make status)"
+	@echo "make bench   the benchmarks (features, serving, stream, batch), each against its peer"
+	@echo "make chromium  Debian's Chromium for the browser tests (Playwright never downloads one)"
 
 # uv itself comes from PyPI, pinned, into a tools environment of its own.
 $(UV):
@@ -51,6 +54,18 @@ up: envs jars
 airflow: envs
 	$(LAB)/wb up airflow
 
+lab: envs
+	$(LAB)/wb up lab
+
+# The browser tests drive Debian's Chromium through Playwright; no browser is downloaded.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	else echo "$(CHROMIUM) is missing: sudo apt-get install -y chromium"; exit 1; fi
+
 down:
 	@if [ -x $(LAB)/wb ]; then $(LAB)/wb down; else echo "nothing to stop"; fi
 
@@ -67,12 +82,26 @@ lint: $(VENVS)/lab/.synced
 typecheck: $(VENVS)/lab/.synced
 	$(LAB)/mypy
 
-pytest: envs
+pytest: envs chromium
 	$(LAB)/python -m pytest $(PYTEST_ARGS)
 
 check: lint typecheck
 
-test: envs jars check pytest
+# wrk drives the serving benchmark from a process of its own (Debian's package).
+wrk:
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; \
+	else echo "wrk is missing: sudo apt-get install -y wrk"; exit 1; fi
+
+bench: envs jars wrk
+	$(LAB)/python benchmarks/features.py
+	$(LAB)/python benchmarks/serving.py
+	$(LAB)/python benchmarks/stream.py
+	$(LAB)/python benchmarks/batch.py
+
+test: envs jars chromium check pytest
 
 clean: down
 	rm -rf $(VENVS) images/target

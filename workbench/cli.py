@@ -58,6 +58,7 @@ def up(services: tuple[str, ...]) -> None:
 
     statuses = stack.up(services or None)
     _print_statuses(statuses)
+    _print_lab_url(statuses)
 
 
 @main.command()
@@ -88,6 +89,7 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps(payload, indent=2))
         return
     _print_statuses(statuses)
+    _print_lab_url(statuses, current)
     _print_airflow_login(current)
     table = Table("setting", "value", title="settings (WORKBENCH_*)", title_justify="left")
     for name, value in current.public().items():
@@ -110,6 +112,14 @@ def _print_statuses(statuses: list[Any]) -> None:
             s.detail,
         )
     console.print(table)
+
+
+def _print_lab_url(statuses: list[Any], current: Any = None) -> None:
+    # The token is the key to JupyterLab: shown to the user who runs wb, kept in a 0600 file.
+    if any(s.name == "lab" and s.healthy for s in statuses):
+        from workbench import lab
+
+        console.print(f"JupyterLab: {lab.url(current or read_settings())}", highlight=False)
 
 
 def _print_airflow_login(current: Any) -> None:
