@@ -40,6 +40,7 @@ __all__ = [
     "features",
     "log_model",
     "models",
+    "panel",
     "promote",
     "publish",
     "rollback",
@@ -64,6 +65,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "features": ("workbench.features", None),
     "log_model": ("workbench.tracking", "log_model"),
     "models": ("workbench.tracking", "models"),
+    "panel": ("workbench.panels", "panel"),
     "promote": ("workbench.tracking", "promote"),
     "run_notebook": ("workbench.notebooks", "run_notebook"),
     "publish": ("workbench.events", "publish"),
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from workbench.events import publish, tail, topics
     from workbench.modeling import classifier
     from workbench.notebooks import NotebookFailed, run_notebook
+    from workbench.panels import panel
     from workbench.serving import deploy, rollback
     from workbench.tracking import (
         PromotionRefused,

@@ -23,6 +23,7 @@ def test_the_notebook_api_is_exactly_this() -> None:
         "features",
         "log_model",
         "models",
+        "panel",
         "promote",
         "publish",
         "rollback",
