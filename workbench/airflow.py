@@ -390,6 +390,14 @@ class Client:
         self.api("POST", "/assets/events", json={"asset_id": matching[0]["id"], "extra": extra})
 
 
+def announce_input(run_date: str, settings: Settings | None = None, **extra: Any) -> None:
+    """Tell Airflow that ``run_date``'s input file has landed: ``batch_score`` starts for
+    it (``extra`` may name ``model_name``, ``model_alias`` or ``input_path`` too)."""
+    from workbench import batch
+
+    Client.connect(settings).asset_event(batch.INPUT_ASSET, {"run_date": run_date, **extra})
+
+
 def _log_line(line: Any) -> str:
     # Structured log lines: the event, and for an exception its type and message.
     if not isinstance(line, dict):

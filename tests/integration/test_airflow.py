@@ -139,6 +139,8 @@ def test_the_output_notebook_names_dag_run_and_try_and_is_logged_to_mlflow(
     found = airflow.credentials(airflow_stack)
     assert found is not None
     assert found[1] not in output.read_text()
+    for service in airflow.SERVICES:
+        assert found[1] not in service.log_path(airflow_stack).read_text()
 
 
 def test_a_second_run_for_the_same_date_replaces_its_rows(
@@ -192,7 +194,7 @@ def test_an_input_file_landing_starts_batch_score_for_its_date(
     known = {r["dag_run_id"] for r in client.api("GET", "/dags/batch_score/dagRuns")["dag_runs"]}
     batch.land_input("2026-03-03", 500, seed=4, settings=airflow_stack)
 
-    client.asset_event(batch.INPUT_ASSET, {"run_date": "2026-03-03", "model_name": credit_model})
+    airflow.announce_input("2026-03-03", airflow_stack, model_name=credit_model)
     deadline = time.monotonic() + 120
     new: list[dict[str, Any]] = []
     while not new and time.monotonic() < deadline:
