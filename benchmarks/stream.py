@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -336,9 +337,12 @@ def figures_live(
 
 def report(rows: list[Figures], args: argparse.Namespace, expected: int) -> None:
     print(f"machine: {_machine.describe()}")
+    from workbench.settings import settings
+
     print(
         f"backlog of {args.events:,} card events, then {args.rate:g} events/s for "
-        f"{args.seconds:g} s; one BentoML service; latencies from publish to score"
+        f"{args.seconds:g} s; one BentoML service; latencies from publish to score; "
+        f"checkpoints every {settings().stream_checkpoint_ms} ms"
     )
     print(
         f"\n{'contender':<20}{'events/s':>10}{'start s':>9}{'visible p50':>13}"
@@ -374,7 +378,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="backlog size")
     parser.add_argument("--rate", type=float, default=500, help="events/s for latency")
     parser.add_argument("--seconds", type=float, default=20, help="how long at that rate")
+    parser.add_argument(
+        "--checkpoint-ms",
+        type=int,
+        default=None,
+        help="the job's checkpoint interval (scores become visible per checkpoint)",
+    )
     args = parser.parse_args()
+    if args.checkpoint_ms is not None:
+        os.environ["WORKBENCH_STREAM_CHECKPOINT_MS"] = str(args.checkpoint_ms)
+    # Ctrl-C and kill both unwind through the private stack's cleanup.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     live_count = int(args.rate * args.seconds)
