@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -174,42 +175,158 @@ def start(
         shutil.rmtree(checkpoints.folder(settings), ignore_errors=True)
     if before != job:
         _save(settings, job)
-    remote = _remote_url(settings.flink_url, "WORKBENCH_FLINK_URL")
-    if remote:
-        _submit(settings, job)
-    else:
-        stack.up([SERVICE], settings)
+    if _remote_url(settings.flink_url, "WORKBENCH_FLINK_URL"):
+        # The cluster may run this job already, or the one of an earlier start.
+        running = _running_job_id(settings, before.model) if before else None
+        if running and (before != job or fresh):
+            _cancel(settings, running)
+            running = None
+        if running is None:
+            _submit(settings, job, fresh=fresh)
+        return _wait_running(settings)
+    stack.up([SERVICE], settings)
     return status(settings)
 
 
-def _submit(settings: Settings, job: Job) -> None:
-    """Submit the job to the Flink cluster at ``WORKBENCH_FLINK_URL`` with ``flink run``."""
+def _flink_cli(settings: Settings) -> Path:
+    """The ``flink`` command that ships with PyFlink in the flink environment."""
+    python = flink_python(settings)
+    found = next(python.parent.parent.glob("lib/python3*/site-packages/pyflink/bin/flink"), None)
+    if found is None:
+        raise ServiceError(
+            f"PyFlink's flink command is missing under {python.parent.parent}; "
+            "`make envs` installs apache-flink"
+        )
+    return found
+
+
+def _package(settings: Settings) -> Path:
+    """workbench's source as a zip, shipped with the job to a remote cluster's workers."""
+    package = Path(__file__).resolve().parents[1]
+    target = settings.home / "stream" / "workbench.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(package.rglob("*.py")):
+            archive.write(path, path.relative_to(package.parent))
+    return target
+
+
+def _submit(settings: Settings, job: Job, *, fresh: bool = False) -> None:
+    """Submit the job to the Flink cluster at ``WORKBENCH_FLINK_URL`` with ``flink run``.
+
+    The cluster's workers run the job's Python with the flink environment's interpreter
+    path (the same on the cluster's machines, as in the flink image) and get workbench's
+    own source with the job.
+    """
+    import os
     from urllib.parse import urlsplit
 
-    from workbench import jvm
+    from workbench.stream import checkpoints
 
-    flink = flink_python(settings).parent / "flink"
-    if not flink.exists():
-        raise ServiceError(f"{flink} is missing; `make envs` installs apache-flink")
+    python = flink_python(settings)
     url = urlsplit(settings.flink_url)
+    resume = None if fresh else checkpoints.latest(settings)
+    # The client compiles the job under the cluster's context, which takes the job's
+    # options from the command line, not from the configuration the program builds.
+    options = checkpoints.options(settings, job.model, resume, python=str(python))
     command = [
-        str(flink),
+        str(_flink_cli(settings)),
         "run",
         "--detached",
-        "-m",
+        *(
+            f"-D{key}={value}"
+            for key, value in options.items()
+            if key not in checkpoints.CLUSTER_OPTIONS
+        ),
+        "--jobmanager",
         f"{url.hostname}:{url.port or 8081}",
-        "-pyexec",
-        str(flink_python(settings)),
-        "-pym",
+        "--pyExecutable",
+        str(python),
+        "--pyClientExecutable",
+        str(python),
+        "--pyFiles",
+        str(_package(settings)),
+        "--pyModule",
         "workbench.stream.job",
-        "-j",
-        *[str(jar) for jar in jvm.flink_connector_jars(settings)],
-        "--",
         *_command(settings)[3:],
+        *(["--fresh"] if fresh else []),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    environment = {
+        **os.environ,
+        **settings.environment(),
+        # The client compiles the job with the flink environment's Python and packages.
+        "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    log.info("submitting the stream job for %s to %s", job.model, settings.flink_url)
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=settings.start_timeout,
+        env=environment,
+        check=False,
+    )
     if result.returncode:
-        raise ServiceError(f"flink run failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        output = f"{result.stdout}\n{result.stderr}"
+        # Java's chain of causes says what went wrong; the stack frames rarely do.
+        causes = dict.fromkeys(
+            line.strip() for line in output.splitlines() if line.strip().startswith("Caused by:")
+        )
+        raise ServiceError(
+            f"flink run against {settings.flink_url} failed (exit {result.returncode}):\n"
+            + "\n".join(causes)
+            + f"\n...\n{output[-1500:]}"
+        )
+
+
+def _running_job_id(settings: Settings, model: str) -> str | None:
+    name = f"workbench-stream-{model}"
+    found = [j for j in running_jobs(settings, timeout=3) if j.get("name") == name]
+    return str(found[0]["jid"]) if found else None
+
+
+def _cancel(settings: Settings, job_id: str) -> None:
+    """Cancel a job on the cluster (its checkpoints are retained) and wait until it ends."""
+    try:
+        httpx.patch(
+            f"{settings.flink_url}/jobs/{job_id}", params={"mode": "cancel"}, timeout=10
+        ).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(
+            f"cancelling Flink job {job_id} at {settings.flink_url} failed: {exc}"
+        ) from exc
+    deadline = time.monotonic() + settings.start_timeout
+    while _job_state(settings, job_id) not in ("CANCELED", "FAILED", "FINISHED"):
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                f"Flink job {job_id} at {settings.flink_url} did not stop within "
+                f"{settings.start_timeout:.0f} s"
+            )
+        time.sleep(0.5)
+
+
+def _job_state(settings: Settings, job_id: str) -> str | None:
+    try:
+        response = httpx.get(f"{settings.flink_url}/jobs/{job_id}", timeout=3)
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return str(response.json().get("state"))
+
+
+def _wait_running(settings: Settings) -> StreamStatus:
+    deadline = time.monotonic() + settings.start_timeout
+    while True:
+        current = status(settings)
+        if current.state == "running":
+            return current
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                f"the stream job was submitted to {settings.flink_url} but is not running "
+                f"after {settings.start_timeout:.0f} s; the cluster's web UI shows why"
+            )
+        time.sleep(1)
 
 
 def stop(settings: Settings | None = None) -> bool:
@@ -217,8 +334,14 @@ def stop(settings: Settings | None = None) -> bool:
     from workbench import stack
 
     settings = settings or read_settings()
-    if load(settings) is None:
+    job = load(settings)
+    if job is None:
         return False
+    if _remote_url(settings.flink_url, "WORKBENCH_FLINK_URL"):
+        running = _running_job_id(settings, job.model)
+        if running:
+            _cancel(settings, running)
+        return running is not None
     return bool(stack.down([SERVICE], settings))
 
 

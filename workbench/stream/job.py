@@ -39,12 +39,12 @@ from pyflink.datastream.functions import (
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
-from workbench import jvm
 from workbench.errors import DataError
 from workbench.events import DEAD_LETTERS, SCORES, TRANSACTIONS
 from workbench.features import FeatureDefinition, get_definition
 from workbench.settings import Settings, settings
 from workbench.stream import checkpoints
+from workbench.stream.checkpoints import options
 from workbench.stream.events import (
     ModelRefused,
     Rejected,
@@ -199,35 +199,9 @@ def _dead(reason: str, value: bytes | None, meta: dict) -> str:
 
 def configuration(current: Settings, model: str, resume: str | None) -> Configuration:
     """The Flink configuration of the job: checkpoints, the web UI, jars, Python."""
-    from urllib.parse import urlsplit
-
-    url = urlsplit(current.flink_url)
-    jars = ";".join(path.as_uri() for path in jvm.flink_connector_jars(current))
-    if not jars:
+    values = options(current, model, resume, python=sys.executable)
+    if not values["pipeline.jars"]:
         raise SystemExit(f"no Flink Kafka connector jar under {current.jars_dir}; run `wb jars`")
-    python = sys.executable
-    values = {
-        "parallelism.default": str(current.stream_parallelism),
-        "taskmanager.numberOfTaskSlots": str(current.stream_parallelism),
-        "rest.address": url.hostname or "127.0.0.1",
-        "rest.bind-address": url.hostname or "127.0.0.1",
-        "rest.port": str(url.port or 8081),
-        "pipeline.name": f"workbench-stream-{model}",
-        "pipeline.jars": jars,
-        "python.executable": python,
-        "python.client.executable": python,
-        "python.fn-execution.bundle.time": "10",
-        "python.fn-execution.bundle.size": "1000",
-        "execution.checkpointing.interval": f"{current.stream_checkpoint_ms} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.dir": checkpoints.folder(current).as_uri(),
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "execution.checkpointing.num-retained": "3",
-        "execution.checkpointing.min-pause": "100 ms",
-        "restart-strategy.type": "exponential-delay",
-    }
-    if resume:
-        values["execution.state-recovery.path"] = resume
     config = Configuration()
     for key, value in values.items():
         config.set_string(key, value)
