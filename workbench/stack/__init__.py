@@ -118,7 +118,14 @@ def _is_remote(service: Service, settings: Settings) -> bool:
 
 
 def _state(proxy: Any, service: Service) -> str:
-    return str(proxy.supervisor.getProcessInfo(service.name)["statename"])
+    try:
+        return str(proxy.supervisor.getProcessInfo(service.name)["statename"])
+    except xmlrpc.client.Fault as fault:
+        # Not in supervisord's configuration (it was written while the service was
+        # remote, say): supervisord runs no such process.
+        if "BAD_NAME" in fault.faultString:
+            return "UNKNOWN"
+        raise
 
 
 def _start(proxy: Any, service: Service, settings: Settings) -> None:

@@ -31,6 +31,15 @@ logger.controller.level = INFO
 """
 
 
+def _cluster_id() -> str:
+    """A random cluster id as Kafka makes them: URL-safe base64 of a UUID, never starting
+    with "-" (the storage tool would read such an id as an option and fail)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not found.startswith("-"):
+            return found
+
+
 def broker_address(settings: Settings) -> tuple[str, int]:
     """Host and port of the local broker, taken from the bootstrap setting."""
     host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
@@ -81,7 +90,7 @@ def prepare(settings: Settings) -> None:
     if (folder / "data" / "meta.properties").exists():
         return
 
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = _cluster_id()
     log.info("formatting Kafka storage in %s (cluster %s)", folder / "data", cluster_id)
     command = [
         *_java(settings, jvm.check_java()),
