@@ -206,9 +206,10 @@ def main() -> None:
             plain = run_plain(current, path, tmp)
             dag = run_dag(current)
         print(f"{pressure()} at the end")
+        same = pd.Series(plain["sample"]).to_numpy()
+        # Read before the temporary folder goes.
+        frame = pd.read_parquet(path, columns=["application_id"]).head(len(same))
 
-    same = pd.Series(plain["sample"]).to_numpy()
-    frame = pd.read_parquet(path, columns=["application_id"]).head(len(same))
     ours = dag["sample"].loc[frame["application_id"]].to_numpy()
     rows = args.rows
     print(f"\nrows: {rows:,} (DAG wrote {dag['rows']:,}, plain {plain['rows']:,})")

@@ -206,7 +206,7 @@ def write_scores(
     ``scores`` needs ``application_id`` and ``score`` (and the reason columns of
     :func:`score_frame`). Returns the number of rows the date holds afterwards.
     """
-    from sqlalchemy import delete, func, insert, select
+    from sqlalchemy import delete, func, select
 
     day = _iso(run_date)
     needed = {"application_id", "score"}
@@ -216,10 +216,11 @@ def write_scores(
     started = time.monotonic()
     target = engine(url)
     table.metadata.create_all(target)
+    statement, rows = _insert(table, target, scores, day, model, version)
     with target.begin() as connection:
         connection.execute(delete(table).where(table.c.run_date == day))
-        for rows in _records(scores, day, model, version):
-            connection.execute(insert(table), rows)
+        for chunk in rows:
+            connection.exec_driver_sql(statement, chunk)
         count = int(
             connection.execute(
                 select(func.count()).select_from(table).where(table.c.run_date == day)
@@ -230,19 +231,51 @@ def write_scores(
     return count
 
 
-def _records(
-    scores: pd.DataFrame, day: str, model: str, version: str
-) -> Iterator[list[dict[str, Any]]]:
-    import pandas as pd
+def _insert(
+    table: Table, target: Engine, scores: pd.DataFrame, day: str, model: str, version: str
+) -> tuple[str, Iterator[list[Any]]]:
+    """The driver's INSERT and its rows in chunks, built from whole columns at once.
 
-    columns = ["application_id", "score", *(f"reason_{r + 1}" for r in range(REASONS))]
-    frame = scores.reindex(columns=columns).astype(object)
-    frame = frame.where(frame.notna(), None)
-    frame.insert(0, "run_date", day)
-    frame["model"], frame["version"] = model, str(version)
-    frame["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
-    for start in range(0, len(frame), _CHUNK):
-        yield frame.iloc[start : start + _CHUNK].to_dict(orient="records")
+    Rows go to the driver's ``executemany`` as they are (tuples for positional
+    parameters, dicts for named ones), each column through its type's own conversion
+    for this database; per-row work in SQLAlchemy would cost more than the scoring.
+    """
+    import pandas as pd
+    from sqlalchemy import insert
+
+    dialect = target.dialect
+    compiled = insert(table).compile(dialect=dialect)
+    count = len(scores)
+    stamp = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+
+    def column(name: str) -> list[Any]:
+        if name not in scores.columns:
+            return [None] * count
+        series = scores[name]
+        if name == "score":
+            return series.astype(float).tolist()
+        series = series.astype(object)
+        return series.where(series.notna(), None).astype(object).tolist()
+
+    constants = {"run_date": day, "model": model, "version": str(version), "scored_at": stamp}
+    values: dict[str, list[Any]] = {}
+    for item in table.columns:
+        convert = item.type.bind_processor(dialect)
+        if item.name in constants:
+            value = constants[item.name]
+            values[item.name] = [convert(value) if convert else value] * count
+        else:
+            found = column(item.name)
+            values[item.name] = [convert(v) for v in found] if convert else found
+    names = list(compiled.positiontup or compiled.params)
+
+    def chunk(start: int) -> list[Any]:
+        rows = zip(*(values[name][start : start + _CHUNK] for name in names), strict=True)
+        if compiled.positional:
+            return list(rows)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    return compiled.string, (chunk(start) for start in range(0, count, _CHUNK))
 
 
 def read_scores(run_date: str | date, url: str | None = None) -> pd.DataFrame:

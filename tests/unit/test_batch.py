@@ -78,6 +78,31 @@ def test_writing_a_date_again_replaces_its_rows_and_leaves_other_dates(tmp_path:
     assert second["application_id"].tolist() == ["x"]
 
 
+@pytest.mark.parametrize("style", ["qmark", "named"])
+def test_rows_reach_the_driver_whole_in_positional_and_named_style(
+    tmp_path: Path, style: str
+) -> None:
+    from sqlalchemy import create_engine, select
+
+    target = create_engine(f"sqlite:///{tmp_path / 'scores.db'}", paramstyle=style)
+    table = batch._table()
+    table.metadata.create_all(target)
+    scores = _scores(["a", "b"], 0.25).assign(reason_1=["Income is low", None])
+
+    statement, rows = batch._insert(table, target, scores, "2026-03-01", "m", "7")
+    with target.begin() as connection:
+        for chunk in rows:
+            connection.exec_driver_sql(statement, chunk)
+        found = [dict(row._mapping) for row in connection.execute(select(table))]
+
+    assert [(r["application_id"], r["score"], r["reason_1"]) for r in found] == [
+        ("a", 0.25, "Income is low"),
+        ("b", 0.25, None),
+    ]
+    assert {(r["run_date"], r["model"], r["version"]) for r in found} == {("2026-03-01", "m", "7")}
+    assert all(isinstance(r["scored_at"], dt.datetime) for r in found)
+
+
 def test_writing_refuses_scores_without_ids_and_a_malformed_date(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'scores.db'}"
 
