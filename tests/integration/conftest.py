@@ -41,6 +41,8 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 def services(stack_env: dict[str, str]) -> Iterator[Settings]:
     """Kafka and MLflow, started through the same code as `wb up`."""
     current = settings()
-    stack.up(["kafka", "mlflow"], current)
-    yield current
-    stack.down(settings=current)
+    try:
+        stack.up(["kafka", "mlflow"], current)
+        yield current
+    finally:  # also when a start failed: no supervisord outlives the session
+        stack.down(settings=current)

@@ -265,23 +265,27 @@ def down(names: Iterable[str] | None = None, settings: Settings | None = None) -
     """
     settings = settings or read_settings()
     chosen = _select(names, settings)
-    stopped = []
-    if supervisor.running(settings):
-        proxy = supervisor.client(settings)
+    stopped: list[str] = []
+    try:
+        if supervisor.running(settings):
+            proxy = supervisor.client(settings)
+            for service in chosen:
+                if _state(proxy, service) in ("RUNNING", "STARTING"):
+                    proxy.supervisor.stopProcess(service.name, True)
+                    log.info("stopped %s", service.name)
+                    stopped.append(service.name)
+                _pid_file(service, settings).unlink(missing_ok=True)
         for service in chosen:
-            if _state(proxy, service) in ("RUNNING", "STARTING"):
-                proxy.supervisor.stopProcess(service.name, True)
-                log.info("stopped %s", service.name)
+            if _stop_orphan(service, settings):
                 stopped.append(service.name)
-            _pid_file(service, settings).unlink(missing_ok=True)
-    for service in chosen:
-        if _stop_orphan(service, settings):
-            stopped.append(service.name)
-    for service in chosen:
-        if service.name in stopped:
-            _wait_ports_released(service, settings)
-    if names is None:
-        supervisor.shutdown(settings)
+        for service in chosen:
+            if service.name in stopped:
+                _wait_ports_released(service, settings)
+    finally:
+        # Whatever failed above, stopping everything still stops supervisord, and with
+        # it every process it runs.
+        if names is None:
+            supervisor.shutdown(settings)
     return stopped
 
 
