@@ -26,22 +26,20 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _machine
+from _stack import private_stack
 
 if TYPE_CHECKING:
     from workbench.settings import Settings
@@ -72,47 +70,6 @@ scores.to_sql("plain_scores", f"sqlite:///{sys.argv[4]}", if_exists="append", in
 print(json.dumps({"work_s": time.perf_counter() - started, "rows": len(scores),
                   "sample": scores["score"].head(1000).tolist()}))
 """
-
-
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.add(int(probe.getsockname()[1]))
-    return sorted(ports)
-
-
-@contextlib.contextmanager
-def private_stack(home: Path) -> Iterator[Settings]:
-    from workbench import stack
-    from workbench.settings import settings
-
-    mlflow, airflow = free_ports(2)
-    env = {
-        "WORKBENCH_HOME": str(home),
-        "WORKBENCH_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
-        "WORKBENCH_AIRFLOW_URL": f"http://127.0.0.1:{airflow}",
-        "WORKBENCH_AIRFLOW_SCHEDULES": "false",
-        "WORKBENCH_AIRFLOW_RETRIES": "0",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    current = settings()
-    try:
-        stack.up(["mlflow", "airflow"], current)
-        yield current
-    finally:
-        log.info("stopping the private stack in %s", home)
-        stack.down(settings=current)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def train(home: Path) -> None:
@@ -200,7 +157,12 @@ def main() -> None:
     print(f"machine: {_machine.describe()}; {pressure()} at start")
     with tempfile.TemporaryDirectory(prefix="wb-bench-batch-") as folder:
         tmp = Path(folder)
-        with private_stack(tmp / "home") as current:
+        with private_stack(
+            tmp / "home",
+            ["mlflow", "airflow"],
+            WORKBENCH_AIRFLOW_SCHEDULES="false",
+            WORKBENCH_AIRFLOW_RETRIES="0",
+        ) as current:
             train(tmp)
             path = batch.land_input(DAY, args.rows, seed=5, settings=current)
             plain = run_plain(current, path, tmp)

@@ -32,7 +32,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _machine
+from _stack import free_ports, private_stack
 
 if TYPE_CHECKING:
     from workbench.settings import Settings
@@ -62,7 +62,6 @@ BATCH = 64
 CONNECTIONS = 16
 THREADS = 2
 OPEN_LOOP_CONNECTIONS = 32
-RESERVED_PORTS = {3000, 5000, 8080, 8081, 8888, 9092, 9093}  # the default stack's
 BARE_MODEL_ENV = "BENCH_MODEL_URI"
 START_TIMEOUT = 180.0
 SAME_SCORE = 1e-9
@@ -204,50 +203,6 @@ def bare_app() -> Any:
 
 
 # --- the private stack ---------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct TCP ports on 127.0.0.1 that nothing listens on now, none of the stack's."""
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port not in RESERVED_PORTS:
-            ports.add(port)
-    return sorted(ports)
-
-
-@contextlib.contextmanager
-def private_stack(home: Path) -> Iterator[Settings]:
-    """MLflow alone, in ``home`` on free ports; stopped with its supervisor at the end."""
-    from workbench import stack
-    from workbench.settings import settings
-
-    kafka, controller, mlflow, serving = free_ports(4)
-    env = {
-        "WORKBENCH_HOME": str(home),
-        "WORKBENCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
-        "WORKBENCH_KAFKA_CONTROLLER_PORT": str(controller),
-        "WORKBENCH_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
-        "WORKBENCH_SERVING_URL": f"http://127.0.0.1:{serving}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    current = settings()
-    try:
-        log.info("starting MLflow in %s at %s", home, current.mlflow_tracking_uri)
-        stack.up(["mlflow"], current)
-        yield current
-    finally:
-        log.info("stopping the private stack in %s", home)
-        stack.down(settings=current)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # --- the model -----------------------------------------------------------------------
@@ -694,7 +649,7 @@ def run(durations: Durations, work: Path) -> None:
     import pandas as pd
 
     loads = load_average()
-    with private_stack(work / "home") as settings:
+    with private_stack(work / "home", ["mlflow"]) as settings:
         # One model, registered and promoted in the private MLflow.
         log.info("training %s on %d transactions", MODEL, ROWS)
         # MLflow prints links to the run; stdout is kept for the table.

@@ -28,7 +28,6 @@ exactly once.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -37,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _machine
 import numpy as np
+from _stack import private_stack
 
 if TYPE_CHECKING:
     from workbench.settings import Settings
@@ -67,48 +66,6 @@ class Figures:
     made_p99_ms: float = 0.0
     scored: int = 0
     duplicates: int = 0
-
-
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.add(int(probe.getsockname()[1]))
-    return sorted(ports)
-
-
-@contextlib.contextmanager
-def private_stack(home: Path) -> Iterator[Settings]:
-    from workbench import stack
-    from workbench.settings import settings
-
-    kafka, controller, mlflow, serving, flink = free_ports(5)
-    env = {
-        "WORKBENCH_HOME": str(home),
-        "WORKBENCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
-        "WORKBENCH_KAFKA_CONTROLLER_PORT": str(controller),
-        "WORKBENCH_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
-        "WORKBENCH_SERVING_URL": f"http://127.0.0.1:{serving}",
-        "WORKBENCH_FLINK_URL": f"http://127.0.0.1:{flink}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    current = settings()
-    try:
-        stack.up(["kafka", "mlflow"], current)
-        yield current
-    finally:
-        log.info("stopping the private stack in %s", home)
-        stack.down(settings=current)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def train_and_deploy(current: Settings) -> str:
@@ -395,7 +352,7 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory(prefix="wb-stream-bench-") as work,
-        private_stack(Path(work) / "home") as current,
+        private_stack(Path(work) / "home", ["kafka", "mlflow"]) as current,
     ):
         import workbench as wb
 

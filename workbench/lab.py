@@ -10,14 +10,13 @@ ipywidgets render without any build step.
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from workbench.settings import Settings
+from workbench.settings import Settings, generated_secret
 from workbench.stack.services import Address, Service
 
 #: The folder JupyterLab opens: the notebooks modelers run and Airflow schedules.
@@ -26,12 +25,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def token(settings: Settings) -> str:
     """The token JupyterLab asks for: generated once, kept in ``run/lab-token`` (0600)."""
-    path = settings.run_dir / "lab-token"
-    if not path.exists():
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return generated_secret(settings.run_dir / "lab-token")
 
 
 def url(settings: Settings, notebook: str | None = None) -> str:

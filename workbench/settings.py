@@ -134,14 +134,19 @@ class Settings(BaseSettings):
         """The admin token: the setting, else one generated once and kept in the home."""
         if self.admin_token is not None:
             return self.admin_token.get_secret_value()
-        path = self.run_dir / "admin-token"
-        if not path.exists():
-            import secrets
+        return generated_secret(self.run_dir / "admin-token")
 
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(32))
-        return path.read_text().strip()
+
+def generated_secret(path: Path) -> str:
+    """The secret kept in ``path``: generated on first use into a file only its owner
+    can read, then read from it."""
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def settings(**overrides: Any) -> Settings:
