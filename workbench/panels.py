@@ -283,6 +283,11 @@ class Panel(widgets.VBox):
 
         count = int(self.count.value)
         batch = datasets.card_transactions(count, seed=secrets.randbelow(2**31))
+        # Cards and ids of this send's own: the stream job keeps each card's history,
+        # and a generated payment older than the card's latest would be a dead letter.
+        send = f"panel{secrets.token_hex(3)}-"
+        batch["card_id"] = send + batch["card_id"]
+        batch["event_id"] = send + batch["event_id"]
         self.progress.max, self.progress.value = count, 0
         self.progress.bar_style = ""
 

@@ -169,6 +169,7 @@ def test_the_job_is_submitted_to_the_cluster_scores_and_stops_there(
         events = wb.datasets.card_transactions(EVENTS, seed=12).drop(columns=["is_fraud"])
         prefix = f"{model}-"
         events["event_id"] = prefix + events["event_id"].astype(str)
+        events["card_id"] = prefix + events["card_id"].astype(str)
         wb.publish(events, "transactions", key="card_id", progress=False)
         deadline = time.monotonic() + 180
         while True:
