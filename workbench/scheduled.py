@@ -4,18 +4,14 @@
 only). Papermill starts the notebook with the lab environment's kernel ``workbench``;
 the output notebook goes to ``<home>/airflow/runs/<dag>/<run>/<task>-try<n>.ipynb``, is
 kept when a cell fails (with the failing cell marked) and is logged to MLflow with the
-run's ids, through the kernel's own Python (``python -m workbench.scheduled record``),
-as MLflow lives in the lab environment only.
+run's ids through MLflow's REST API (MLflow lives in the lab environment only, and
+importing it for each task would cost seconds).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import re
-import subprocess
-import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -79,61 +75,108 @@ def run_notebook_task(
 def record_in_mlflow(
     output: Path, tags: dict[str, str], parameters: dict[str, Any], *, failed: bool
 ) -> str:
-    """Log ``output`` to MLflow as a run of ``airflow.<dag>``, in the kernel's Python."""
-    python = kernel_python()
-    payload = json.dumps(
-        {"output": str(output), "tags": tags, "parameters": parameters, "failed": failed},
-        default=str,
-    )
-    result = subprocess.run(
-        [python, "-m", "workbench.scheduled", "record"],
-        input=payload,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise WorkbenchError(
-            f"could not log {output} to MLflow (is `wb up mlflow` running?):\n"
-            + "\n".join(result.stderr.splitlines()[-15:])
-        )
-    return result.stdout.strip().splitlines()[-1]
+    """Log ``output`` to MLflow as a run of ``airflow.<dag>``; returns the run's id.
 
-
-def kernel_python(kernel: str = KERNEL) -> str:
-    """The Python of the kernelspec ``kernel`` (the lab environment's)."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        spec = KernelSpecManager().get_kernel_spec(kernel)
-    except NoSuchKernel:
-        raise DataError(
-            f"no Jupyter kernel {kernel!r} here; `make envs` registers it in the lab "
-            "environment, and JUPYTER_PATH must include .venvs/lab/share/jupyter"
-        ) from None
-    return str(spec.argv[0])
-
-
-def _record(payload: dict[str, Any]) -> str:
-    # Runs in the lab environment, which has MLflow.
-    import mlflow
+    The run carries the task's tags and where it ran, the notebook's parameters, the
+    output notebook as the artifact ``notebook/<file>``, and FINISHED or FAILED.
+    """
+    import httpx
 
     from workbench import tracking
 
-    tags = dict(payload["tags"])
-    tracking.client()
-    mlflow.set_experiment(EXPERIMENT_PREFIX + tags["airflow.dag_id"])
+    settings = read_settings()
     name = f"{tags['airflow.task_id']} {tags['airflow.run_id']} try {tags['airflow.try_number']}"
-    with mlflow.start_run(run_name=name, tags={**tracking.run_context(), **tags}) as run:
-        parameters = {k: str(v)[:500] for k, v in payload["parameters"].items()}
-        if parameters:
-            mlflow.log_params(parameters)
-        if Path(payload["output"]).exists():
-            mlflow.log_artifact(payload["output"], artifact_path="notebook")
-    if payload["failed"]:
-        mlflow.MlflowClient().set_terminated(run.info.run_id, status="FAILED")
-    return str(run.info.run_id)
+    now = int(time.time() * 1000)
+    with httpx.Client(base_url=settings.mlflow_tracking_uri, timeout=60) as http:
+        mlflow = _MlflowRest(http, settings.mlflow_tracking_uri)
+        experiment = mlflow.experiment_id(EXPERIMENT_PREFIX + tags["airflow.dag_id"])
+        run = mlflow.call(
+            "runs/create",
+            {
+                "experiment_id": experiment,
+                "run_name": name,
+                "start_time": now,
+                "tags": _pairs({**tracking.run_context(), **tags}),
+            },
+        )["run"]["info"]
+        params = {k: str(v)[:500] for k, v in parameters.items()}
+        if params:
+            mlflow.call("runs/log-batch", {"run_id": run["run_id"], "params": _pairs(params)})
+        if output.exists():
+            mlflow.upload(run["artifact_uri"], f"notebook/{output.name}", output.read_bytes())
+        mlflow.call(
+            "runs/update",
+            {
+                "run_id": run["run_id"],
+                "status": "FAILED" if failed else "FINISHED",
+                "end_time": int(time.time() * 1000),
+            },
+        )
+    return str(run["run_id"])
+
+
+def _pairs(values: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"key": key, "value": str(value)} for key, value in values.items()]
+
+
+class _MlflowRest:
+    """The few MLflow REST calls a task's record needs, with errors in words."""
+
+    def __init__(self, http: Any, url: str) -> None:
+        self.http, self.url = http, url
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise WorkbenchError(
+                f"could not reach MLflow at {self.url} to log the output notebook "
+                f"({exc}); is `wb up mlflow` running?"
+            ) from exc
+
+    def call(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self._send("POST", f"/api/2.0/mlflow/{endpoint}", json=body)
+        if response.status_code != 200:
+            raise WorkbenchError(
+                f"MLflow at {self.url} refused {endpoint}: {response.status_code} "
+                f"{response.text[:500]}"
+            )
+        return dict(response.json())
+
+    def experiment_id(self, name: str) -> str:
+        for _ in range(2):  # another task may create it between the two calls
+            found = self._send(
+                "GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name}
+            )
+            if found.status_code == 200:
+                return str(found.json()["experiment"]["experiment_id"])
+            created = self._send("POST", "/api/2.0/mlflow/experiments/create", json={"name": name})
+            if created.status_code == 200:
+                return str(created.json()["experiment_id"])
+        raise WorkbenchError(
+            f"MLflow at {self.url} neither has nor creates the experiment {name!r}: "
+            f"{created.status_code} {created.text[:500]}"
+        )
+
+    def upload(self, artifact_uri: str, path: str, content: bytes) -> None:
+        from urllib.parse import urlsplit
+
+        if not artifact_uri.startswith("mlflow-artifacts:"):
+            raise WorkbenchError(
+                f"MLflow at {self.url} keeps artifacts at {artifact_uri}, not behind its own "
+                "artifact proxy; start it with --artifacts-destination (as `wb up mlflow` does)"
+            )
+        root = urlsplit(artifact_uri).path.strip("/")
+        response = self._send(
+            "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{root}/{path}", content=content
+        )
+        if response.status_code != 200:
+            raise WorkbenchError(
+                f"MLflow at {self.url} refused the artifact {path}: {response.status_code} "
+                f"{response.text[:500]}"
+            )
 
 
 # --- parameters of the DAGs ----------------------------------------------------------
@@ -189,15 +232,3 @@ def batch_parameters(context: dict[str, Any]) -> dict[str, Any]:
         "model_alias": params["model_alias"],
         "input_path": params.get("input_path") or str(batch.input_path(day)),
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m workbench.scheduled")
-    parser.add_argument("command", choices=["record"])
-    parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    print(_record(json.loads(sys.stdin.read())))
-
-
-if __name__ == "__main__":
-    main()

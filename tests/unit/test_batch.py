@@ -195,3 +195,21 @@ def test_airflow_gets_generated_credentials_once_and_binds_loopback(clean_env: P
     assert "--skip-serve-logs" in airflow.SCHEDULER.command(current)
     secret = (current.home / "airflow" / "jwt-secret").read_text()
     assert all(secret not in value for value in environment.values())
+
+
+def test_recording_a_try_without_mlflow_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("WORKBENCH_MLFLOW_TRACKING_URI", dead)
+    tags = {
+        "airflow.dag_id": "batch_score",
+        "airflow.run_id": "manual__1",
+        "airflow.task_id": "score",
+        "airflow.try_number": "1",
+    }
+
+    with pytest.raises(wb.WorkbenchError, match=rf"could not reach MLflow at {dead}.*wb up mlflow"):
+        scheduled.record_in_mlflow(tmp_path / "out.ipynb", tags, {}, failed=False)
