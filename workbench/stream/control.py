@@ -92,6 +92,16 @@ def _command(settings: Settings) -> list[str]:
     ]
 
 
+def _environment(settings: Settings) -> dict[str, str]:
+    # Operators in thread mode run in an interpreter inside the JVM, which knows
+    # neither the flink environment's packages nor workbench unless told.
+    python = flink_python(settings)
+    site = next((python.parent.parent / "lib").glob("python3*/site-packages"), None)
+    paths = [str(site)] if site else []
+    paths.append(str(Path(__file__).resolve().parents[2]))
+    return {"PYTHONUNBUFFERED": "1", "PYTHONPATH": ":".join(paths)}
+
+
 def running_jobs(settings: Settings, timeout: float = 1.0) -> list[dict[str, Any]]:
     """The Flink jobs the REST API reports as running; empty when it does not answer."""
     try:
@@ -118,7 +128,7 @@ STREAM = Service(
     addresses=lambda s: [_url_address(s.flink_url, "WORKBENCH_FLINK_URL")],
     healthy=_healthy,
     prepare=lambda s: _prepare(s),
-    environment=lambda s: {"PYTHONUNBUFFERED": "1"},
+    environment=lambda s: _environment(s),
     remote=lambda s: _remote_url(s.flink_url, "WORKBENCH_FLINK_URL"),
     restart=True,
     stop_timeout=60,

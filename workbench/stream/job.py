@@ -179,8 +179,10 @@ class Route(ProcessFunction):
 def _ms(timestamp: Any) -> int:
     if timestamp is None:
         return 0
-    if hasattr(timestamp, "to_epoch_milli"):  # pyflink's Instant
+    if hasattr(timestamp, "to_epoch_milli"):  # pyflink's Instant (process mode)
         return int(timestamp.to_epoch_milli())
+    if hasattr(timestamp, "toEpochMilli"):  # java.time.Instant itself (thread mode)
+        return int(timestamp.toEpochMilli())
     if hasattr(timestamp, "timestamp"):
         return int(timestamp.timestamp() * 1000)
     return int(timestamp)
@@ -236,6 +238,9 @@ def build(
     )
     rows = tables.to_data_stream(tables.from_path("source_events"))
 
+    # Python in the JVM's own threads ("thread" mode) saves a serialisation round trip
+    # per operator; PyFlink's async I/O needs a Python process, so only it gets one.
+    _python_mode(env, "thread")
     pairs = rows.process(
         Parse(definition.name), output_type=Types.TUPLE([Types.STRING(), Types.STRING()])
     ).uid("parse")
@@ -244,6 +249,7 @@ def build(
         .process(Features(definition.name), output_type=Types.STRING())
         .uid("features")
     )
+    _python_mode(env, "process")
     scored = AsyncDataStream.unordered_wait(
         featured,
         Score(
@@ -259,6 +265,7 @@ def build(
         capacity=current.stream_batch_size * current.stream_max_in_flight * 2,
         output_type=Types.STRING(),
     ).uid("score")
+    _python_mode(env, "thread")
     routed = scored.process(Route(), output_type=Types.STRING()).uid("route")
     dead = pairs.get_side_output(DEAD).union(
         featured.get_side_output(DEAD), routed.get_side_output(DEAD)
@@ -266,6 +273,16 @@ def build(
 
     routed.sink_to(_sink(current, SCORES, f"workbench-{model}-scores")).uid("scores-sink")
     dead.sink_to(_sink(current, DEAD_LETTERS, f"workbench-{model}-dlq")).uid("dlq-sink")
+
+
+def _python_mode(env: StreamExecutionEnvironment, mode: str) -> None:
+    # PyFlink picks an operator's mode from the environment's configuration when the
+    # operator is added, so the mode can differ from one operator to the next.
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    get_j_env_configuration(env._j_stream_execution_environment).setString(
+        "python.execution-mode", mode
+    )
 
 
 def _sink(current: Settings, topic: str, prefix: str) -> KafkaSink:
