@@ -33,9 +33,10 @@ $(UV):
 	$(PYTHON) -m venv $(VENVS)/tools
 	$(VENVS)/tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# One environment per extra, all from the same lock.
+# One environment per extra, all from the same lock. Bytecode is compiled at install:
+# where PYTHONDONTWRITEBYTECODE is set, every import would compile its sources again.
 $(VENVS)/%/.synced: pyproject.toml uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENVS)/$* $(UV) sync --frozen --extra $* --python $(PYTHON) --quiet
+	UV_PROJECT_ENVIRONMENT=$(VENVS)/$* $(UV) sync --frozen --extra $* --python $(PYTHON) --compile-bytecode --quiet
 	@touch $@
 
 # The lab environment's kernel, under a name the notebooks use and Papermill finds.
