@@ -260,6 +260,9 @@ def _submit(settings: Settings, job: Job, *, fresh: bool = False) -> None:
         "workbench.stream.job",
         *_command(settings)[3:],
         *(["--fresh"] if fresh else []),
+        # Thread mode would need workbench and PyFlink on the cluster's own PYTHONPATH.
+        "--python-mode",
+        "process",
     ]
     environment = {
         **os.environ,

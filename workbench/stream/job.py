@@ -211,7 +211,12 @@ def configuration(current: Settings, model: str, resume: str | None) -> Configur
 
 
 def build(
-    env: StreamExecutionEnvironment, current: Settings, model: str, definition_name: str, url: str
+    env: StreamExecutionEnvironment,
+    current: Settings,
+    model: str,
+    definition_name: str,
+    url: str,
+    python_mode: str = "thread",
 ) -> None:
     """The job's graph on ``env``."""
     definition = get_definition(definition_name)
@@ -239,8 +244,10 @@ def build(
     rows = tables.to_data_stream(tables.from_path("source_events"))
 
     # Python in the JVM's own threads ("thread" mode) saves a serialisation round trip
-    # per operator; PyFlink's async I/O needs a Python process, so only it gets one.
-    _python_mode(env, "thread")
+    # per operator; PyFlink's async I/O needs a Python process, so only it gets one. A
+    # cluster of its own runs everything in processes: its JVMs' embedded Python knows
+    # neither the flink environment nor workbench.
+    _python_mode(env, python_mode)
     pairs = rows.process(
         Parse(definition.name), output_type=Types.TUPLE([Types.STRING(), Types.STRING()])
     ).uid("parse")
@@ -265,7 +272,7 @@ def build(
         capacity=current.stream_batch_size * current.stream_max_in_flight * 2,
         output_type=Types.STRING(),
     ).uid("score")
-    _python_mode(env, "thread")
+    _python_mode(env, python_mode)
     routed = scored.process(Route(), output_type=Types.STRING()).uid("route")
     dead = pairs.get_side_output(DEAD).union(
         featured.get_side_output(DEAD), routed.get_side_output(DEAD)
@@ -310,6 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--definition", required=True, help="the model's feature definition")
     parser.add_argument("--url", required=True, help="the serving service's URL")
     parser.add_argument("--fresh", action="store_true", help="ignore retained checkpoints")
+    parser.add_argument(
+        "--python-mode",
+        choices=["thread", "process"],
+        default="thread",
+        help="where parse, features and routing run (async scoring runs in a process)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -322,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     env = StreamExecutionEnvironment.get_execution_environment(
         configuration(current, args.model, resume)
     )
-    build(env, current, args.model, args.definition, args.url)
+    build(env, current, args.model, args.definition, args.url, args.python_mode)
     Path(checkpoints.folder(current)).mkdir(parents=True, exist_ok=True)
     env.execute(f"workbench-stream-{args.model}")
 
