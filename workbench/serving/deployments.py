@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from workbench.settings import Settings
-from workbench.stack.services import Address, Service, http_ok
+from workbench.stack.services import Address, Service, http_ok, port_free
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ def host(settings: Settings) -> str:
 def ensure(settings: Settings, model: str, alias: str) -> Deployment:
     """The deployment of ``model`` following ``alias``, given a port on first use.
 
-    The first model gets the port of ``WORKBENCH_SERVING_URL``, the next ones the ports
-    after it.
+    The first model gets the port of ``WORKBENCH_SERVING_URL``, the next ones the free
+    ports after it (a port something holds now is passed over).
     """
     current = load(settings)
     if model in current and current[model].alias == alias:
@@ -75,7 +75,12 @@ def ensure(settings: Settings, model: str, alias: str) -> Deployment:
     else:
         base = urlsplit(settings.serving_url).port or 3000
         taken = {d.port for d in current.values()}
-        port = next(p for p in range(base, base + 1000) if p not in taken)
+        address = host(settings)
+        port = next(
+            p
+            for p in range(base, base + 1000)
+            if p not in taken and (p == base or port_free(address, p))
+        )
     deployment = Deployment(model, alias, port)
     save(settings, deployment)
     return deployment

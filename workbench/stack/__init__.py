@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import xmlrpc.client
 from collections.abc import Iterable, Iterator
@@ -29,6 +28,7 @@ from workbench.stack.services import (
     SERVICES,
     Address,
     Service,
+    port_free,
     services,
 )
 
@@ -183,14 +183,7 @@ def _check_ports_free(service: Service, settings: Settings) -> None:
 
 
 def _port_free(address: Address) -> bool:
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address.host, address.port))
-        except OSError:
-            return False
-    return True
+    return port_free(address.host, address.port)
 
 
 def _holder(port: int) -> str | None:

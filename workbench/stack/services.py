@@ -92,6 +92,18 @@ def _tcp_open(address: Address, timeout: float = 0.5) -> bool:
         return False
 
 
+def port_free(host: str, port: int) -> bool:
+    """True when a server could bind ``host:port`` now (as uvicorn and the JVMs do)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     """True when ``url`` answers 200 within ``timeout``; never raises."""
     try:
