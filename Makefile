@@ -33,6 +33,13 @@ $(UV):
 	$(PYTHON) -m venv $(VENVS)/tools
 	$(VENVS)/tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# $(call apt,COMMAND,PACKAGE): install Debian's PACKAGE when COMMAND is missing (as root).
+apt = @if command -v $(1) >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }; \
+	else echo "$(1) is missing: sudo apt-get install -y $(2)"; exit 1; fi
+
 # One environment per extra, all from the same lock. Bytecode is compiled at install:
 # where PYTHONDONTWRITEBYTECODE is set, every import would compile its sources again.
 $(VENVS)/%/.synced: pyproject.toml uv.lock | $(UV)
@@ -59,13 +66,8 @@ lab: envs
 	$(LAB)/wb up lab
 
 # The browser tests drive Debian's Chromium through Playwright; no browser is downloaded.
-CHROMIUM := /usr/bin/chromium
 chromium:
-	@if [ -x $(CHROMIUM) ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
-	else echo "$(CHROMIUM) is missing: sudo apt-get install -y chromium"; exit 1; fi
+	$(call apt,/usr/bin/chromium,chromium)
 
 down:
 	@if [ -x $(LAB)/wb ]; then $(LAB)/wb down; else echo "nothing to stop"; fi
@@ -90,11 +92,7 @@ check: lint typecheck
 
 # wrk drives the serving benchmark from a process of its own (Debian's package).
 wrk:
-	@if command -v wrk >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
-		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; \
-	else echo "wrk is missing: sudo apt-get install -y wrk"; exit 1; fi
+	$(call apt,wrk,wrk)
 
 bench: envs jars wrk
 	$(LAB)/python benchmarks/features.py

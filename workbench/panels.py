@@ -64,6 +64,7 @@ class Panel(widgets.VBox):
         self.settings = settings or read_settings()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._experiments: dict[str, str] = {}
         self._build()
         super().__init__(
             [
@@ -175,14 +176,18 @@ class Panel(widgets.VBox):
     def _run_links(self, versions: pd.DataFrame) -> dict[str, str]:
         from workbench import tracking
 
-        registry = tracking.client(self.settings)
+        # A run's experiment never changes: asked once per run, not on every refresh.
+        unknown = [r for r in versions["run_id"] if r and r not in self._experiments]
+        if unknown:
+            registry = tracking.client(self.settings)
+            for run_id in unknown:
+                self._experiments[run_id] = registry.get_run(run_id).info.experiment_id
         base = self.settings.mlflow_tracking_uri
-        links = {}
-        for run_id in versions["run_id"]:
-            if run_id:
-                experiment = registry.get_run(run_id).info.experiment_id
-                links[run_id] = f"{base}/#/experiments/{experiment}/runs/{run_id}"
-        return links
+        return {
+            run_id: f"{base}/#/experiments/{self._experiments[run_id]}/runs/{run_id}"
+            for run_id in versions["run_id"]
+            if run_id
+        }
 
     def _endpoint(self) -> Endpoint | None:
         from workbench import serving
@@ -247,8 +252,9 @@ class Panel(widgets.VBox):
                 force=self.force.value,
                 reason=self.reason.value.strip() or None,
             )
-        finally:
-            self.refresh()
+        except Exception:
+            self.refresh()  # the table shows the champion as it stands
+            raise
         handle = serving.deploy(self.name, settings=self.settings)
         self.refresh()
         self._say(
